@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make demo` (the main job, end to end) and `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__PARALLELISM ?= 4
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install demo test lint ui bench clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install everything
+
+demo: $(STAMP) ## run the whole pipeline on the embedded default and print where outputs are
+	$(BIN)/recomart demo
+
+test: $(STAMP) ## lint + the whole test suite (slow integration tests included)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+ui: $(STAMP) ## start the Airflow UI (airflow standalone) on http://localhost:8080; Ctrl-C stops it
+	$(BIN)/recomart ui
+
+bench: $(STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf .airflow recomart_lake/* .pytest_cache

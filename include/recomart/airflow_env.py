@@ -1,0 +1,92 @@
+"""How to call the ``airflow`` command for this project: env vars and subprocess helpers.
+
+The library never imports Airflow; the CLI runs DAGs through Airflow itself by calling
+``airflow dags test`` in a subprocess with a project-local AIRFLOW_HOME (SQLite, LocalExecutor).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from recomart.config import get_settings, project_root
+
+
+class AirflowRunError(RuntimeError):
+    """An ``airflow`` command failed; the message carries the tail of its output."""
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def airflow_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for an ``airflow`` subprocess: project-local home, our DAGs, small parallelism."""
+    root = project_root()
+    settings = get_settings()
+    env = dict(os.environ)
+    env.setdefault("AIRFLOW_HOME", str(root / ".airflow"))
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(root / "dags")
+    env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(root / "plugins")
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
+    env.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "120")
+    env["RECOMART_LAKE_ROOT"] = str(settings.lake_root)
+    env["PATH"] = f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}"
+    env.update(lineage_env(settings.lake_root, env))
+    if extra:
+        env.update(extra)
+    return env
+
+
+def lineage_env(lake_root: Path, current: Mapping[str, str]) -> dict[str, str]:
+    """OpenLineage: a file transport inside the lake unless the user configured one."""
+    if current.get("OPENLINEAGE_URL") or current.get("AIRFLOW__OPENLINEAGE__TRANSPORT") \
+            or current.get("OPENLINEAGE_CONFIG"):
+        return {}
+    import json
+
+    out_dir = lake_root / "lineage" / "events"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    transport = {"type": "file", "log_file_path": str(out_dir / "events.jsonl"), "append": True}
+    return {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "recomart"}
+
+
+def airflow(*args: str, env: Mapping[str, str] | None = None, check: bool = True,
+            capture: bool = False) -> subprocess.CompletedProcess:
+    cmd = [str(venv_bin() / "airflow"), *args]
+    proc = subprocess.run(cmd, env=dict(env or airflow_env()), text=True,
+                          capture_output=capture)
+    if check and proc.returncode != 0:
+        tail = "\n".join(((proc.stdout or "") + (proc.stderr or "")).splitlines()[-30:])
+        raise AirflowRunError(f"`airflow {' '.join(args)}` exited {proc.returncode}\n{tail}")
+    return proc
+
+
+def ensure_db(env: Mapping[str, str] | None = None) -> None:
+    """Create or upgrade the Airflow metadata DB (SQLite by default); cheap when current."""
+    airflow("db", "migrate", env=env, capture=True)
+
+
+def run_dag(dag_id: str, logical_date: str, conf: Mapping | None = None,
+            env: Mapping[str, str] | None = None) -> None:
+    """Run a whole DAG run through Airflow (``airflow dags test``); raises if any task fails."""
+    import json
+
+    env = env or airflow_env()
+    ensure_db(env)
+    args = ["dags", "test", dag_id, logical_date]
+    if conf:
+        args += ["--conf", json.dumps(dict(conf))]
+    proc = airflow(*args, env=env, check=False, capture=True)
+    out = (proc.stdout or "") + (proc.stderr or "")
+    log = Path(env["AIRFLOW_HOME"]) / "logs" / f"{dag_id}_{logical_date}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(out, encoding="utf-8")
+    if proc.returncode != 0 or "state=failed" in out:
+        tail = "\n".join(line for line in out.splitlines() if "ERROR" in line or "rror" in line)[-4000:]
+        raise AirflowRunError(f"DAG {dag_id} failed for {logical_date}; full log: {log}\n{tail}")

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from recomart.cli import data, features, models, pipeline, stream  # noqa: F401  (registers commands)
+from recomart.cli import (  # noqa: F401  (importing registers the commands)
+    data,
+    features,
+    models,
+    pipeline,
+    registry,
+    reports,
+    stream,
+)
 from recomart.cli.app import app
 
 

@@ -35,8 +35,9 @@ PRODUCTS = Dataset(
     {"product_id": "int", "title": "str", "category": "str", "subcategory": "str", "brand": "str",
      "price": "float", "description": "str"},
     key=("product_id",),
-    nullable=frozenset({"brand", "description", "subcategory"}),
-    description="The catalog; MovieLens genres map to category (first genre) and subcategory (all).",
+    nullable=frozenset({"brand", "description", "subcategory", "price"}),
+    description="The catalog; MovieLens genres map to category (first genre) and subcategory (all);\n"
+                "price may be unknown (MovieLens) but never negative.",
 )
 ORDERS = Dataset(
     "orders",

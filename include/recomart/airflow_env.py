@@ -7,6 +7,7 @@ The library never imports Airflow; the CLI runs DAGs through Airflow itself by c
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -87,6 +88,9 @@ def run_dag(dag_id: str, logical_date: str, conf: Mapping | None = None,
     log = Path(env["AIRFLOW_HOME"]) / "logs" / f"{dag_id}_{logical_date}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(out, encoding="utf-8")
-    if proc.returncode != 0 or "state=failed" in out:
-        tail = "\n".join(line for line in out.splitlines() if "ERROR" in line or "rror" in line)[-4000:]
-        raise AirflowRunError(f"DAG {dag_id} failed for {logical_date}; full log: {log}\n{tail}")
+    finished = re.findall(r"DagRun Finished: dag_id=[^,]+,.*? state=(\w+)", out)
+    if proc.returncode != 0 or finished[-1:] != ["success"]:
+        errors = [line for line in out.splitlines() if "ERROR" in line or "Error" in line]
+        tail = "\n".join(errors[-25:])[-4000:]
+        state = finished[-1] if finished else "unknown"
+        raise AirflowRunError(f"DAG {dag_id} {logical_date} ended {state}; full log: {log}\n{tail}")

@@ -11,9 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def load_dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(ROOT / "dags"), include_examples=False)
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
+    assert dag_id in bag.dags, f"no DAG {dag_id} in {sorted(bag.dags)}"
+    return bag.dags[dag_id]
 
 
 def run_dag(dag_id: str, logical_date: datetime | str, conf: dict | None = None):

@@ -183,6 +183,14 @@ class Lake:
         schema = pa.schema(self._delta(zone, name).schema().to_arrow())
         return [(f.name, str(f.type)) for f in schema]
 
+    def table_stats(self, zone: str, name: str, version: int | None = None) -> dict[str, int]:
+        """Version, rows, bytes and files of a table version, from the Delta log (no data read)."""
+        dt = self._delta(zone, name, version)
+        adds = pa.table(dt.get_add_actions(flatten=True))
+        rows = adds["num_records"].to_pylist() if "num_records" in adds.column_names else []
+        return {"version": int(dt.version()), "rows": int(sum(r or 0 for r in rows)),
+                "bytes": int(sum(adds["size_bytes"].to_pylist())), "files": adds.num_rows}
+
     def list_tables(self, zone: str) -> list[str]:
         base = self.path(zone)
         if not base.is_dir():

@@ -23,7 +23,7 @@ def test_there_are_dags():
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(ROOT / "dags"), include_examples=False)
+    return DagBag(dag_folder=str(ROOT / "dags"))
 
 
 def test_no_import_errors(dagbag):

@@ -1,0 +1,91 @@
+"""Land each ``<dataset>.csv`` of a source folder in ``raw/csv/<dataset>/ds=<ds>/`` unchanged.
+
+Idempotency: the same bytes for a landed date are a no-op (files and manifest untouched). Different
+bytes for a landed date raise :class:`RawLandingConflict`: raw is the immutable record of what was
+received for that date, and silently keeping either version would hide a re-delivery that someone
+must look at (delete the landing folder on purpose to re-land it).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from recomart.ingestion.landing import (
+    MANIFEST,
+    RawLandingConflict,
+    count_lines,
+    landing_dir,
+    now_iso,
+    read_manifest,
+    relative,
+)
+from recomart.lake import Lake, sha256_file
+from recomart.tables import DATASETS
+
+log = logging.getLogger(__name__)
+SOURCE = "csv"
+
+
+class SourceMissingError(FileNotFoundError):
+    """A source folder or one of its ``<dataset>.csv`` files does not exist."""
+
+
+def _check_sources(source_dir: Path, datasets: list[str]) -> dict[str, Path]:
+    if not source_dir.is_dir():
+        raise SourceMissingError(f"source folder {source_dir} does not exist")
+    files = {name: source_dir / f"{name}.csv" for name in datasets}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise SourceMissingError(f"missing source file(s): {', '.join(missing)}")
+    return files
+
+
+def _conflict(lake: Lake, dataset: str, src: Path, ds: str, digest: str) -> dict[str, Any] | None:
+    """The existing manifest when ``digest`` is already landed; raises when other bytes are."""
+    existing = read_manifest(lake, SOURCE, dataset, ds)
+    if existing is not None and existing["sha256"] != digest:
+        folder = landing_dir(lake, SOURCE, dataset, ds)
+        raise RawLandingConflict(
+            f"{relative(lake, folder)} already holds {existing['path']} (sha256 {existing['sha256']}, "
+            f"landed {existing['fetched_at']}) but {src} now has sha256 {digest}. Raw landings are "
+            f"immutable: delete that folder to re-land this date on purpose, or use a new date.")
+    return existing
+
+
+def _land_one(lake: Lake, dataset: str, src: Path, ds: str, digest: str) -> dict[str, Any]:
+    folder = landing_dir(lake, SOURCE, dataset, ds)
+    existing = _conflict(lake, dataset, src, ds, digest)
+    if existing is not None:
+        log.info("raw/csv/%s ds=%s already landed with the same bytes: no-op", dataset, ds)
+        return {**existing, "status": "unchanged"}
+    # An interrupted landing (no manifest) leaves at most stray files: start clean.
+    if folder.exists():
+        shutil.rmtree(folder)
+    dest = folder / src.name
+    lake.copy_file(src, dest)
+    if sha256_file(dest) != digest:  # the source changed while we copied
+        shutil.rmtree(folder)
+        raise RawLandingConflict(f"{src} changed while it was being copied; retry the landing")
+    manifest = {"source": SOURCE, "dataset": dataset, "logical_date": ds, "rows": count_lines(dest),
+                "sha256": digest, "bytes": dest.stat().st_size, "fetched_at": now_iso(),
+                "path": relative(lake, dest), "origin": str(src)}
+    lake.write_json(folder / MANIFEST, manifest)
+    log.info("landed %s -> %s (%d rows, %d bytes)", src, manifest["path"], manifest["rows"],
+             manifest["bytes"])
+    return {**manifest, "status": "landed"}
+
+
+def ingest_csv_sources(lake: Lake, ds: str, source_dir: Path | str,
+                       datasets: list[str] | None = None) -> dict[str, Any]:
+    """Land every canonical dataset's CSV for ``ds``; all files are checked before any is copied."""
+    names = datasets or list(DATASETS)
+    files = _check_sources(Path(source_dir), names)
+    digests = {name: sha256_file(path) for name, path in files.items()}
+    for name, path in files.items():  # refuse before landing anything
+        _conflict(lake, name, path, ds, digests[name])
+    landed = {name: _land_one(lake, name, path, ds, digests[name]) for name, path in files.items()}
+    return {"logical_date": ds, "source_dir": str(source_dir), "datasets": landed,
+            "rows": sum(m["rows"] for m in landed.values())}

@@ -1,0 +1,50 @@
+"""Raw-zone landing folders and their ``_manifest.json`` (the contract in CONTRIBUTING.md).
+
+A landing folder holds one data file and its manifest. The manifest is written last, so a folder
+without a manifest is an interrupted landing and is treated as absent (it gets replaced).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recomart.lake import Lake
+
+MANIFEST = "_manifest.json"
+
+
+class RawLandingConflict(RuntimeError):
+    """The source changed for a date that is already landed; raw landings are never overwritten."""
+
+
+def landing_dir(lake: Lake, source: str, dataset: str, ds: str) -> Path:
+    return lake.path("raw", source, dataset, f"ds={ds}")
+
+
+def read_manifest(lake: Lake, source: str, dataset: str, ds: str) -> dict[str, Any] | None:
+    """The manifest of a finished landing, or None when the date was not (fully) landed."""
+    path = landing_dir(lake, source, dataset, ds) / MANIFEST
+    return lake.read_json(path) if path.exists() else None
+
+
+def count_lines(path: Path) -> int:
+    """Data rows of a CSV-like file: newline count minus the header, a final unterminated line counts."""
+    newlines, last = 0, b""
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            newlines += block.count(b"\n")
+            last = block
+    if not last:
+        return 0
+    lines = newlines + (0 if last.endswith(b"\n") else 1)
+    return max(lines - 1, 0)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def relative(lake: Lake, path: Path) -> str:
+    return path.relative_to(lake.root).as_posix()

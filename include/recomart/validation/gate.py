@@ -1,0 +1,32 @@
+"""The quality gate: the only place a run fails for data quality (after its reports are written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recomart.lake import Lake
+
+
+class DataQualityError(RuntimeError):
+    """One or more datasets quarantined more than the allowed share of their rows."""
+
+
+def summary_path(lake: Lake, ds: str):
+    return lake.path("reports", f"ds={ds}", "validation_summary.json")
+
+
+def quality_gate(lake: Lake, ds: str) -> dict[str, Any]:
+    """Raise :class:`DataQualityError` naming each dataset over the threshold and its top reasons."""
+    summary = lake.read_json(summary_path(lake, ds))
+    threshold = summary["threshold"]
+    failing = {name: d for name, d in summary["datasets"].items() if d["bad_ratio"] > threshold}
+    if failing:
+        lines = []
+        for name, d in sorted(failing.items()):
+            top = sorted(d["reasons"].items(), key=lambda kv: -kv[1])[:3]
+            reasons = ", ".join(f"{r} ({n})" for r, n in top) or "no rows arrived"
+            lines.append(f"{name}: {d['bad_ratio']:.1%} bad of {d['rows_in']} rows "
+                         f"(threshold {threshold:.1%}); top reasons: {reasons}")
+        raise DataQualityError(f"data quality gate failed for {ds}:\n" + "\n".join(lines))
+    return {"logical_date": ds, "status": "pass", "threshold": threshold,
+            "bad_ratios": {n: d["bad_ratio"] for n, d in summary["datasets"].items()}}

@@ -1,0 +1,263 @@
+"""``validate_all``: raw landings -> curated + quarantine Delta tables, summary and history.
+
+Order matters: users and products are validated first, their curated keys are the reference sets
+for the fact tables' referential-integrity checks. Every input row ends up curated or quarantined
+and ``rows_in = curated + quarantined`` is asserted per dataset before anything is written.
+
+Cross-source duplicates: products from the catalog API win over products.csv (the API is the live
+catalog, fresher prices); the CSV copy is quarantined as ``superseded_by_api`` (informational, not
+counted as bad). Clickstream from CSV wins over the speed layer's copy of the same ``event_id``
+(the batch file is the system of record); the speed copy is quarantined as ``duplicate_key``.
+Curated tables hold the latest validated snapshot (sources deliver full snapshots); each run is one
+new Delta version, so earlier snapshots stay reachable by version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recomart.config import get_settings
+from recomart.ingestion.landing import read_manifest
+from recomart.lake import Lake
+from recomart.tables import DATASETS, Dataset
+from recomart.validation import reasons as R
+from recomart.validation.coercion import coerce, to_pandas
+from recomart.validation.gate import summary_path
+from recomart.validation.history import previous_curated_rows, record_run
+from recomart.validation.parsing import ParsedInput, parse_catalog_pages, parse_csv, speed_rows
+from recomart.validation.quarantine import quarantine_schema, to_table, write_quarantine
+from recomart.validation.schemas import DETAILS, RunContext, duplicate_rows, nullable, row_failures
+
+log = logging.getLogger(__name__)
+ORDER = ("users", "products", "orders", "ratings", "clickstream")
+SPEED_TABLE = "clickstream_master"
+
+
+class ValidationInputError(RuntimeError):
+    """A dataset has no raw landing for the logical date (ingestion did not run)."""
+
+
+def collect_inputs(lake: Lake, ds: str, ds_end: pd.Timestamp) -> dict[str, list[ParsedInput]]:
+    """Parse every landing of ``ds``, in precedence order per dataset (first wins on duplicates)."""
+    inputs: dict[str, list[ParsedInput]] = {}
+    for name in ORDER:
+        manifest = read_manifest(lake, "csv", name, ds)
+        if manifest is None:
+            raise ValidationInputError(f"no raw/csv/{name} landing for {ds}: run ingestion first")
+        inputs[name] = [parse_csv(lake.root / manifest["path"], DATASETS[name], source="csv",
+                                  rel_path=manifest["path"], sha256=manifest["sha256"])]
+    catalog = read_manifest(lake, "catalog_api", "products", ds)
+    if catalog is not None:
+        api = parse_catalog_pages(lake.root / catalog["path"], DATASETS["products"],
+                                  rel_path=catalog["path"], sha256=catalog["sha256"])
+        inputs["products"].insert(0, api)  # the API wins
+    else:
+        log.info("no catalog API landing for %s: products from products.csv only", ds)
+    if lake.table_exists("speed", SPEED_TABLE):
+        version = lake.table_version("speed", SPEED_TABLE)
+        speed = speed_rows(lake.read_arrow("speed", SPEED_TABLE), DATASETS["clickstream"],
+                           ds_end.to_pydatetime(), f"speed/{SPEED_TABLE}@v{version}")
+        inputs["clickstream"].append(speed)  # CSV wins
+    return inputs
+
+
+def _const(value: str, n: int) -> pa.Array:
+    return pa.repeat(value, n).cast(pa.string()) if n else pa.array([], pa.string())
+
+
+def _with_source(table: pa.Table, source: str) -> pa.Table:
+    return table.append_column("_source", _const(source, table.num_rows))
+
+
+class DatasetResult:
+    """Curated rows, quarantined rows and the dataset's summary entry."""
+
+    def __init__(self, curated: pd.DataFrame, quarantine: pa.Table, entry: dict[str, Any]):
+        self.curated, self.quarantine, self.entry = curated, quarantine, entry
+
+
+def validate_dataset(name: str, inputs: list[ParsedInput], ctx: RunContext, ds: str,
+                     run_id: str) -> DatasetResult:
+    dset = DATASETS[name]
+    strings = pa.concat_tables([_with_source(i.rows, i.source) for i in inputs])
+    typed, codes, labels = coerce(strings.drop_columns(["_source"]), dset)
+    reasons = np.array([lbl[0] or None for lbl in labels], dtype=object)[codes]
+    details = np.array([lbl[1] or None for lbl in labels], dtype=object)[codes]
+    frame = to_pandas(_dates_as_timestamps(typed))
+    ok_idx = np.flatnonzero(codes == 0)
+    row_reasons, failed, checks_run = row_failures(frame.iloc[ok_idx].reset_index(drop=True), name,
+                                                   ctx)
+    reasons[ok_idx] = row_reasons
+    survivors = np.flatnonzero(pd.isna(reasons))
+    dup_idx = survivors[duplicate_rows(frame.iloc[survivors].reset_index(drop=True), dset.key)]
+    sources = strings["_source"].to_numpy(zero_copy_only=False)
+    reasons[dup_idx] = R.DUPLICATE_KEY
+    if name == "products" and len(dup_idx):
+        kept = np.flatnonzero(pd.isna(reasons))
+        api_keys = frame["product_id"].to_numpy()[kept[sources[kept] == "catalog_api"]]
+        superseded = dup_idx[(sources[dup_idx] == "csv")
+                             & np.isin(frame["product_id"].to_numpy()[dup_idx], api_keys)]
+        reasons[superseded] = R.SUPERSEDED_BY_API
+    pandera_rows = pd.isna(details) & ~pd.isna(reasons)
+    details[pandera_rows] = pd.Series(reasons[pandera_rows]).map(DETAILS).to_numpy()
+    bad = ~pd.isna(reasons)
+
+    curated = frame.loc[~bad].reset_index(drop=True)
+    curated["_source"] = pd.Series(sources[~bad], dtype="str")
+    quarantine = _quarantine_rows(strings, bad, reasons, details, inputs, dset, ds, run_id)
+    entry = _entry(name, inputs, curated, quarantine, failed, checks_run, dup_idx, dset)
+    return DatasetResult(curated, quarantine, entry)
+
+
+def _dates_as_timestamps(typed: pa.Table) -> pa.Table:
+    for i, f in enumerate(typed.schema):
+        if pa.types.is_date32(f.type):
+            typed = typed.set_column(i, f.name, typed[f.name].cast(pa.timestamp("us")).cast(
+                pa.timestamp("us", "UTC")))
+    return typed
+
+
+def _quarantine_rows(strings: pa.Table, bad: np.ndarray, reasons: np.ndarray, details: np.ndarray,
+                     inputs: list[ParsedInput], dset: Dataset, ds: str, run_id: str) -> pa.Table:
+    rows = strings.filter(pa.array(bad))
+    n = rows.num_rows
+    cols = {c: rows[c] for c in dset.columns}
+    cols.update(raw_line=pa.nulls(n, pa.string()), reason=pa.array(reasons[bad], pa.string()),
+                detail=pa.array(details[bad], pa.string()), _source=rows["_source"],
+                _ds=_const(ds, n), _run_id=_const(run_id, n))
+    parts = [pa.table(cols).cast(quarantine_schema(dset))]
+    for inp in inputs:
+        if len(inp.rejects):
+            rej = inp.rejects.assign(_source=inp.source, _ds=ds, _run_id=run_id)
+            parts.append(to_table(rej, dset))
+    return pa.concat_tables(parts)
+
+
+def _entry(name: str, inputs: list[ParsedInput], curated: pd.DataFrame, quarantine: pa.Table,
+           failed: list[dict], checks_run: list[tuple[str, str]], dup_idx: np.ndarray,
+           dset: Dataset) -> dict[str, Any]:
+    reasons = Counter(quarantine["reason"].to_pylist())
+    rows_in = sum(i.rows_in for i in inputs)
+    quarantined = quarantine.num_rows
+    if rows_in != len(curated) + quarantined:
+        raise AssertionError(f"{name}: {rows_in} rows in but {len(curated)} curated + "
+                             f"{quarantined} quarantined")
+    defects = quarantined - sum(reasons[r] for r in R.INFORMATIONAL)
+    file_errors = [e for i in inputs for e in i.file_errors]
+    # no rows at all: a broken delivery (empty file) is all bad, a header-only file is fine
+    bad_ratio = defects / rows_in if rows_in else (1.0 if file_errors else 0.0)
+    checks: list[dict[str, Any]] = []
+    for inp in inputs:
+        for err in inp.file_errors:
+            checks.append({"suite": "parsing", "check": err["reason"], "column": None,
+                           "passed": False, "failed_rows": len(inp.rejects), "detail":
+                           f"{inp.path}: {err['detail']}"})
+        if inp.extra_columns:
+            checks.append({"suite": "parsing", "check": "extra_column", "column": None,
+                           "passed": False, "failed_rows": 0,
+                           "detail": f"{inp.path}: ignored {inp.extra_columns}"})
+        if inp.filled_columns:
+            checks.append({"suite": "parsing", "check": "missing_optional_column", "column": None,
+                           "passed": False, "failed_rows": 0,
+                           "detail": f"{inp.path}: {inp.filled_columns} absent, filled with null"})
+    for reason in (R.MALFORMED_ROW, R.INVALID_ENCODING, R.MALFORMED_JSON_PAGE, R.HTTP_ERROR_PAGE,
+                   *R.UNPARSEABLE.values()):
+        if reasons.get(reason):
+            checks.append({"suite": "parsing", "check": reason, "column": None, "passed": False,
+                           "failed_rows": reasons[reason], "detail": DETAILS.get(reason, reason)})
+    counts = {(f["reason"], f["column"]): f["n"] for f in failed}
+    seen = set(checks_run) | set(counts)
+    for check, column in sorted(seen, key=lambda kv: (kv[1] or "", kv[0])):
+        n = counts.get((check, column), 0)
+        checks.append({"suite": "pandera", "check": check, "column": column, "passed": n == 0,
+                       "failed_rows": n, "detail": DETAILS.get(check, check)})
+    checks.append({"suite": "pandera", "check": "unique_key", "column": ",".join(dset.key),
+                   "passed": len(dup_idx) == 0, "failed_rows": len(dup_idx),
+                   "detail": f"{list(dset.key)} unique (first occurrence kept)"})
+    return {
+        "rows_in": rows_in, "curated": len(curated), "quarantined": quarantined,
+        "bad_ratio": round(bad_ratio, 6), "reasons": dict(sorted(reasons.items())),
+        "informational": {r: reasons[r] for r in R.INFORMATIONAL if reasons.get(r)},
+        "null_rates": {c: round(float(curated[c].isna().mean()), 6) if len(curated) else 0.0
+                       for c in dset.columns if c in nullable(dset)},
+        "checks": checks,
+        "inputs": [{"source": i.source, "path": i.path, "sha256": i.sha256, "rows": i.rows_in,
+                    "file_errors": i.file_errors} for i in inputs],
+    }
+
+
+def _curated_table(curated: pd.DataFrame, dset: Dataset, ds: str) -> pa.Table:
+    types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
+             "timestamp": pa.timestamp("us", "UTC"), "date": pa.date32()}
+    cols = {}
+    for c, kind in dset.columns.items():
+        arr = pa.array(curated[c], from_pandas=True) if len(curated) else pa.array([], types[kind])
+        if kind == "date":
+            arr = pc.cast(arr.cast(pa.timestamp("us", "UTC")).cast(pa.timestamp("us")), pa.date32())
+        cols[c] = arr.cast(types[kind])
+    n = len(curated)
+    cols["_source"] = pa.array(curated["_source"], pa.string()) if n else pa.array([], pa.string())
+    cols["_ds"] = _const(ds, n)
+    return pa.table(cols)
+
+
+def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = None,
+                 gx_sample_rows: int | None = None) -> dict[str, Any]:
+    """Validate every dataset landed for ``ds``; writes tables, summary and history; never raises
+    for bad data (that is :func:`quality_gate`'s job)."""
+    from recomart.validation.suites import SAMPLE_ROWS, run_suites
+
+    threshold = get_settings().bad_row_threshold if threshold is None else threshold
+    ds_end = pd.Timestamp(ds, tz="UTC") + pd.Timedelta(days=1)
+    inputs = collect_inputs(lake, ds, ds_end)
+    ctx = RunContext(ds_end=ds_end)
+    results: dict[str, DatasetResult] = {}
+    for name in ORDER:
+        res = validate_dataset(name, inputs[name], ctx, ds, run_id)
+        results[name] = res
+        if name == "users":
+            ctx.user_ids = res.curated["user_id"].to_numpy(dtype="int64")
+        elif name == "products":
+            ctx.product_ids = res.curated["product_id"].to_numpy(dtype="int64")
+        log.info("%s: %d in, %d curated, %d quarantined %s", name, res.entry["rows_in"],
+                 res.entry["curated"], res.entry["quarantined"], res.entry["reasons"])
+
+    report_dir = lake.path("reports", f"ds={ds}")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    gx_checks, docs_index = run_suites(
+        {n: r.curated[list(DATASETS[n].columns)] for n, r in results.items()},
+        {n: nullable(DATASETS[n]) for n in results}, previous_curated_rows(lake, ds), ds_end,
+        report_dir / "gx_data_docs", sample_rows=gx_sample_rows or SAMPLE_ROWS)
+
+    datasets: dict[str, Any] = {}
+    for name, res in results.items():
+        dset = DATASETS[name]
+        entry = res.entry
+        entry["checks"] += gx_checks.get(name, [])
+        gx_failed = any(not c["passed"] for c in entry["checks"]
+                        if c["suite"].startswith("great_expectations"))
+        entry["status"] = ("fail" if entry["bad_ratio"] > threshold
+                           else "warn" if gx_failed else "pass")
+        meta = {"run_id": run_id, "logical_date": ds}
+        entry["curated_version"] = lake.write_table(
+            "curated", name, _curated_table(res.curated, dset, ds), mode="overwrite", metadata=meta)
+        entry["quarantine_version"] = write_quarantine(lake, dset, ds, res.quarantine, run_id)
+        datasets[name] = entry
+    statuses = {d["status"] for d in datasets.values()}
+    summary = {"run_id": run_id, "logical_date": ds,
+               "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+               "threshold": threshold,
+               "status": "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass",
+               "datasets": datasets,
+               "gx_data_docs": docs_index.relative_to(lake.root).as_posix()}
+    lake.write_json(summary_path(lake, ds), summary)
+    record_run(lake, summary)
+    return summary

@@ -1,0 +1,138 @@
+"""Great Expectations 1.x suites: distribution-level checks that complement the Pandera row rules.
+
+Per dataset, two validation definitions in one ephemeral context:
+- ``<name>.sample``: null rates and value sets on a seeded sample of at most ``SAMPLE_ROWS`` rows
+  (GX computes metrics row-wise in pandas; on a 1M-row table the sample keeps it in seconds while
+  every row was already checked by Pandera, so nothing row-level is missed);
+- ``<name>.volume``: row count vs the previous run (0.5x-2x) and freshness (latest timestamp at most
+  ``FRESHNESS_DAYS`` before the logical date's end) on the full table, both cheap aggregates.
+Results feed the summary's ``checks`` and Data Docs HTML are built into ``gx_data_docs/``.
+GX findings are warnings (dataset status ``warn``); only the bad-row ratio fails a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recomart.tables import DATASETS, EVENT_TYPES, GENDERS
+
+log = logging.getLogger(__name__)
+SAMPLE_ROWS = 100_000
+FRESHNESS_DAYS = 7
+# tolerated null share for optional columns (the rest must be complete)
+MAX_NULL_RATE = {"age": 0.5, "region": 0.5, "brand": 0.5, "description": 0.5, "subcategory": 0.5,
+                 "review": 0.95, "price": 0.8}
+VALUE_SETS = {"gender": list(GENDERS), "event_type": list(EVENT_TYPES)}
+
+
+def _context():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return gx, ctx
+
+
+def _sample_expectations(gx, name: str, nullable: frozenset[str]) -> list:
+    out = []
+    for col in DATASETS[name].columns:
+        mostly = 1.0 - MAX_NULL_RATE.get(col, 0.5) if col in nullable else 1.0
+        out.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=col, mostly=round(mostly, 4)))
+        if col in VALUE_SETS:
+            out.append(gx.expectations.ExpectColumnValuesToBeInSet(column=col, value_set=VALUE_SETS[col]))
+    if name == "ratings":
+        out.append(gx.expectations.ExpectColumnMeanToBeBetween(column="rating", min_value=1.0,
+                                                                max_value=5.0))
+    return out
+
+
+def _volume_expectations(gx, name: str, previous_rows: int | None, ds_end: pd.Timestamp) -> list:
+    if previous_rows:
+        bounds = {"min_value": previous_rows // 2, "max_value": previous_rows * 2}
+    else:  # first run: no baseline yet
+        bounds = {"min_value": 0, "max_value": None}
+    out = [gx.expectations.ExpectTableRowCountToBeBetween(**bounds)]
+    ts_col = next((c for c, k in DATASETS[name].columns.items() if k in ("timestamp", "date")), None)
+    if ts_col and name != "users":
+        oldest = (ds_end - pd.Timedelta(days=FRESHNESS_DAYS)).isoformat()
+        out.append(gx.expectations.ExpectColumnMaxToBeBetween(
+            column=ts_col, min_value=oldest, max_value=ds_end.isoformat(),
+            meta={"check": "freshness"}))
+    return out
+
+
+def _as_check(result: Any, suite_name: str) -> dict[str, Any]:
+    cfg = result.expectation_config
+    res = result.result or {}
+    kwargs = {k: v for k, v in cfg.kwargs.items() if k not in ("column", "batch_id")}
+    check = (cfg.meta or {}).get("check") or cfg.type.removeprefix("expect_")
+    observed = res.get("observed_value")
+    detail = f"{kwargs}" + (f"; observed {observed}" if observed is not None else "")
+    if res.get("unexpected_percent") is not None:
+        detail += f"; unexpected {res['unexpected_percent']:.2f}%"
+    return {"suite": f"great_expectations:{suite_name}", "check": check,
+            "column": cfg.kwargs.get("column"), "passed": bool(result.success),
+            "failed_rows": res.get("unexpected_count"), "detail": detail}
+
+
+def _frame_for_gx(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps as ISO strings: GX compares them with the string bounds and renders them in docs."""
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+            out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return out
+
+
+def run_suites(frames: dict[str, pd.DataFrame], nullables: dict[str, frozenset[str]],
+               previous_rows: dict[str, int], ds_end: pd.Timestamp, docs_dir: Path,
+               sample_rows: int = SAMPLE_ROWS, seed: int = 42) -> tuple[dict[str, list[dict]], Path]:
+    """Run each dataset's suites on its curated frame; returns checks per dataset and docs index."""
+    gx, ctx = _context()
+    tmp_docs = Path(tempfile.mkdtemp(prefix=".gx_docs.", dir=docs_dir.parent))
+    site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(tmp_docs)}}
+    ctx.add_data_docs_site(site_name="recomart", site_config=site)
+    source = ctx.data_sources.add_pandas("recomart")
+    definitions, batches = [], {}
+    for name, frame in frames.items():
+        sample = frame.sample(n=sample_rows, random_state=seed) if len(frame) > sample_rows else frame
+        parts = {"sample": (_frame_for_gx(sample), _sample_expectations(gx, name, nullables[name])),
+                 "volume": (_frame_for_gx(frame[[c for c in frame.columns if c in DATASETS[name].columns
+                                                  and DATASETS[name].columns[c] in
+                                                  ("timestamp", "date")]]),
+                            _volume_expectations(gx, name, previous_rows.get(name), ds_end))}
+        for part, (data, expectations) in parts.items():
+            suite_name = f"{name}.{part}"
+            asset = source.add_dataframe_asset(name=suite_name)
+            batch_def = asset.add_batch_definition_whole_dataframe(f"{suite_name}.batch")
+            suite = ctx.suites.add(gx.ExpectationSuite(name=suite_name))
+            for exp in expectations:
+                suite.add_expectation(exp)
+            definitions.append(ctx.validation_definitions.add(
+                gx.ValidationDefinition(name=suite_name, data=batch_def, suite=suite)))
+            batches[suite_name] = data
+    checks: dict[str, list[dict]] = {name: [] for name in frames}
+    action = gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["recomart"])
+    for vd in definitions:  # a checkpoint per definition: each runs on its own dataframe
+        cp = ctx.checkpoints.add(gx.Checkpoint(name=f"{vd.name}.checkpoint",
+                                               validation_definitions=[vd], actions=[action]))
+        outcome = cp.run(batch_parameters={"dataframe": batches[vd.name]})
+        name = vd.name.split(".")[0]
+        for result in outcome.run_results.values():
+            checks[name] += [_as_check(r, vd.name) for r in result.results]
+    if docs_dir.exists():
+        shutil.rmtree(docs_dir)
+    os.replace(tmp_docs, docs_dir)
+    return checks, docs_dir / "index.html"

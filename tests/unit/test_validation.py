@@ -1,0 +1,89 @@
+"""Parsing edge cases and the speed-layer input: nothing crashes, nothing is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recomart.ingestion import ingest_csv_sources
+from recomart.tables import DATASETS
+from recomart.validation import reasons as R
+from recomart.validation.parsing import parse_csv
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bad_input" / "rows"
+HEADER = "event_id,user_id,product_id,event_type,session_id,timestamp,price\n"
+
+
+def _parse(tmp_path: Path, text: bytes, name: str = "clickstream"):
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(text)
+    return parse_csv(path, DATASETS[name])
+
+
+def test_unclosed_quote_on_truncated_last_line_falls_back(tmp_path):
+    parsed = _parse(tmp_path, (HEADER + 'e1,1,2,view,s1,2024-04-30T10:00:00Z,1.0\n'
+                               'e2,1,2,"vie').encode())
+    assert parsed.rows.num_rows == 1
+    assert list(parsed.rejects["reason"]) == [R.MALFORMED_ROW]
+    assert parsed.rows_in == 2
+
+
+def test_bom_header_only_and_blank_lines(tmp_path):
+    parsed = _parse(tmp_path, ("\ufeff" + HEADER + "\n").encode())
+    assert parsed.rows_in == 0 and parsed.file_errors == []
+
+
+def test_optional_column_missing_is_filled(tmp_path):
+    parsed = _parse(tmp_path, b"event_id,user_id,product_id,event_type,session_id,timestamp\n"
+                              b"e1,1,2,view,s1,2024-04-30T10:00:00Z\n")
+    assert parsed.filled_columns == ["price"]
+    assert parsed.rows.column("price").null_count == 1
+
+
+@pytest.mark.parametrize("value,reason", [("12", None), (" 7 ", None), ("1.5", "unparseable_int"),
+                                          ("1e3", "unparseable_int"), ("", None)])
+def test_int_coercion(value, reason):
+    import pyarrow as pa
+
+    from recomart.validation.coercion import coerce
+
+    rows = pa.table({c: pa.array(["1"], pa.string()) for c in DATASETS["orders"].columns})
+    rows = rows.set_column(rows.column_names.index("quantity"), "quantity",
+                           pa.array([value or None], pa.string()))
+    rows = rows.set_column(rows.column_names.index("timestamp"), "timestamp",
+                           pa.array(["2024-04-30T10:00:00+02:00"], pa.string()))
+    typed, codes, labels = coerce(rows, DATASETS["orders"])
+    assert (labels[codes[0]][0] or None) == reason
+    assert typed["timestamp"][0].as_py() == pd.Timestamp("2024-04-30T08:00:00Z")
+
+
+def test_speed_events_merge_with_csv_and_cross_source_duplicates(lake, tmp_path):
+    from recomart.validation import validate_all
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in DATASETS:
+        (src / f"{name}.csv").write_bytes((FIXTURE / f"{name}.csv").read_bytes())
+    ds = "2024-05-01"
+    ingest_csv_sources(lake, ds, src)
+    speed = pd.DataFrame({
+        "event_id": ["e1", "s100", "s101"],  # e1 is also in the CSV; s101 is after the date
+        "user_id": [1, 2, 1], "product_id": [101, 102, 101],
+        "event_type": ["view", "purchase", "view"], "session_id": ["x", "y", "z"],
+        "timestamp": pd.to_datetime(["2024-04-30T09:00:00Z", "2024-05-01T23:00:00Z",
+                                     "2024-05-03T00:00:00Z"], utc=True).astype("datetime64[us, UTC]"),
+        "price": [1.0, 2.0, 3.0]})
+    lake.write_table("speed", "clickstream_master", speed)
+    summary = validate_all(lake, ds, "t1", gx_sample_rows=500)
+    click = summary["datasets"]["clickstream"]
+    speed_input = [i for i in click["inputs"] if i["source"] == "speed"]
+    assert speed_input and speed_input[0]["rows"] == 2  # s101 belongs to a later date
+    curated = lake.read_table("curated", "clickstream")
+    assert curated.loc[curated["event_id"] == "s100", "_source"].item() == "speed"
+    assert curated.loc[curated["event_id"] == "e1", "_source"].item() == "csv"
+    quarantine = lake.read_table("quarantine", "clickstream")
+    dup = quarantine[(quarantine["_source"] == "speed")]
+    assert list(dup["reason"]) == [R.DUPLICATE_KEY] and list(dup["event_id"]) == ["e1"]
+    assert click["rows_in"] == click["curated"] + click["quarantined"]

@@ -1,0 +1,72 @@
+"""Clickstream message validation: every bad input gets its reason, nothing raises."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from recomart.streaming.events import parse_event, parse_event_fast, split_batch
+
+GOOD = {"event_id": "e1", "user_id": 3, "product_id": 7, "event_type": "view", "session_id": "s1",
+        "timestamp": "2024-05-01T10:00:00Z", "price": 9.5}
+
+
+def enc(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def with_(**kw) -> bytes:
+    return enc({**GOOD, **kw})
+
+
+def without(field: str) -> bytes:
+    return enc({k: v for k, v in GOOD.items() if k != field})
+
+
+CASES = [
+    (b"{not json", "not_json"), (b"\xff\xfe", "not_json"), (None, "not_json"),
+    (b"[1, 2]", "not_object"), (b'"text"', "not_object"),
+    (without("event_id"), "missing_field:event_id"), (without("timestamp"), "missing_field:timestamp"),
+    (with_(user_id=None), "missing_field:user_id"),
+    (with_(user_id="3"), "wrong_type:user_id"), (with_(user_id=True), "wrong_type:user_id"),
+    (with_(user_id=2**64), "wrong_type:user_id"), (with_(product_id=1.5), "wrong_type:product_id"),
+    (with_(event_id=""), "wrong_type:event_id"), (with_(session_id=5), "wrong_type:session_id"),
+    (with_(event_id="\ud800"), "wrong_type:event_id"),
+    (with_(price="cheap"), "wrong_type:price"), (with_(price=-1), "wrong_type:price"),
+    (with_(event_type="click"), "unknown_event_type"), (with_(event_type=1), "wrong_type:event_type"),
+    (with_(timestamp="yesterday"), "bad_timestamp"), (with_(timestamp="1970-01-01T00:00:00Z"),
+                                                      "bad_timestamp"),
+    (with_(timestamp=1714557600), "wrong_type:timestamp"),
+    (with_(padding="x" * 20_000), "oversized"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), CASES)
+def test_bad_messages_get_their_reason_on_both_paths(raw, reason):
+    assert parse_event(raw) == (None, reason)
+    assert parse_event_fast(raw) == (None, reason)
+
+
+def test_valid_event_is_typed_and_extra_fields_dropped():
+    event, reason = parse_event_fast(with_(extra=1, timestamp="2024-05-01T12:00:00+02:00"))
+    assert reason is None and set(event) == set(GOOD)
+    assert event["timestamp"] == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert event == parse_event(with_(extra=1, timestamp="2024-05-01T12:00:00+02:00"))[0]
+
+
+@pytest.mark.parametrize("raw", [with_(price=None), without("price"), with_(price=3),
+                                 with_(timestamp="2024-05-01T10:00:00"), with_(timestamp="2024-05-01")])
+def test_valid_variants_agree(raw):
+    fast, slow = parse_event_fast(raw), parse_event(raw)
+    assert fast == slow and fast[1] is None
+
+
+def test_oversized_limit_is_configurable():
+    assert parse_event(enc(GOOD), max_bytes=50) == (None, "oversized")
+
+
+def test_split_batch_keeps_positions():
+    good, bad = split_batch([enc(GOOD), b"nope", with_(event_id="e2")])
+    assert [i for i, _ in good] == [0, 2] and bad == [(1, "not_json")]

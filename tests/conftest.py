@@ -23,6 +23,7 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ["RECOMART_RETRY_DELAY_SECONDS"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 

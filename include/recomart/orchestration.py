@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 OWNER = "recomart"
@@ -9,7 +10,8 @@ START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
 DEFAULT_ARGS: dict = {
     "owner": OWNER,
     "retries": 2,
-    "retry_delay": timedelta(seconds=30),
+    # RECOMART_RETRY_DELAY_SECONDS shortens the wait between retries (the tests set 1 s).
+    "retry_delay": timedelta(seconds=float(os.environ.get("RECOMART_RETRY_DELAY_SECONDS", "30"))),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }

@@ -6,6 +6,7 @@ here, before any test module imports Airflow. Each test gets its own lake via ``
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,13 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["RECOMART_RETRY_DELAY_SECONDS"] = "1"
+# Lineage: the OpenLineage provider reads its transport once per process, before Airflow loads.
+(_AIRFLOW_HOME / "openlineage").mkdir()
+os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({
+    "type": "file", "log_file_path": str(_AIRFLOW_HOME / "openlineage" / "events.jsonl"),
+    "append": True})
+os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "recomart"
+os.environ["AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD"] = "True"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 

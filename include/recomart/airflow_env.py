@@ -53,8 +53,10 @@ def lineage_env(lake_root: Path, current: Mapping[str, str]) -> dict[str, str]:
     out_dir = lake_root / "lineage" / "events"
     out_dir.mkdir(parents=True, exist_ok=True)
     transport = {"type": "file", "log_file_path": str(out_dir / "events.jsonl"), "append": True}
+    # deltalake's tokio runtime panics in a forked child: extract lineage in a thread instead.
     return {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
-            "AIRFLOW__OPENLINEAGE__NAMESPACE": "recomart"}
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "recomart",
+            "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True"}
 
 
 def airflow(*args: str, env: Mapping[str, str] | None = None, check: bool = True,

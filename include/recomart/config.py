@@ -38,6 +38,32 @@ class Settings(BaseSettings):
     clickstream_topic: str = "clickstream"
     dead_letter_topic: str = "clickstream-dlq"
     recommendations_topic: str = "recommendations"
+    # speed layer (Faust worker): RECOMART_STREAM_<NAME>
+    stream_app_id: str = Field(default="recomart-speed", description="Faust app id (group prefix).")
+    stream_partitions: int = Field(
+        default=4, ge=1, description="Partitions of the speed-layer topics (create-topics, app).")
+    stream_batch_max: int = Field(default=10_000, ge=1, description="Events per landing batch.")
+    stream_batch_within_s: float = Field(default=1.0, gt=0, description="Max wait to fill a batch.")
+    stream_max_message_bytes: int = Field(
+        default=16 * 1024, ge=64, description="Larger messages go to the dead-letter topic.")
+    stream_session_timeout_s: float = Field(
+        default=8.0, gt=0, description="Consumer group session timeout (Tansu joins take half).")
+    stream_web_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the worker's web server binds (0.0.0.0 in containers).")
+    stream_web_port: int = Field(default=6066, ge=1, le=65535,
+                                 description="Worker web server port (/trending/, /stats/).")
+    stream_window_s: int = Field(default=60, ge=1, description="Tumbling window of `trending`.")
+    stream_trending: bool = Field(default=True, description="Maintain the trending window table.")
+    stream_trend_flush_s: float = Field(default=2.0, gt=0,
+                                        description="Trending table write interval.")
+    stream_decisions: bool = Field(default=True, description="Run the real-time decision agent.")
+    stream_decision_interval_s: float = Field(
+        default=10.0, ge=0, description="Min seconds between two decisions per session.")
+    stream_champion_refresh_s: float = Field(default=120.0, gt=0,
+                                             description="Champion model reload interval.")
+    stream_session_idle_s: float = Field(default=1800.0, gt=0,
+                                         description="A session expires after this idle time.")
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; unset = SQLite file inside the lake.")
     bad_row_threshold: float = Field(

@@ -172,3 +172,47 @@ def test_speed_layer_survives_sigkill(broker, lake, tmp_path):
     assert again["new"] == 0
     master = lake.read_arrow(MASTER_ZONE, MASTER_TABLE, columns=["event_id"])["event_id"].to_pylist()
     assert len(master) == len(set(master)) and set(master) == sent.valid_ids
+
+
+def test_create_topics_cli_is_idempotent(tmp_path, monkeypatch):
+    """`recomart stream create-topics` against a real broker: creates, then leaves alone; clear
+    errors without a bootstrap or with an unreachable one."""
+    from confluent_kafka.admin import AdminClient
+    from typer.testing import CliRunner
+
+    from recomart.cli import app
+    from recomart.config import get_settings, reset_settings
+    from recomart.streaming.broker import BrokerError, EmbeddedBroker, free_port, tansu_binary
+
+    try:
+        tansu_binary()
+    except BrokerError as exc:
+        pytest.skip(f"Tansu broker binary unavailable: {exc}")
+    runner = CliRunner()
+    monkeypatch.delenv("RECOMART_KAFKA_BOOTSTRAP", raising=False)
+    reset_settings()
+    unset = runner.invoke(app, ["stream", "create-topics"])
+    assert unset.exit_code == 2 and "RECOMART_KAFKA_BOOTSTRAP is not set" in " ".join(
+        unset.output.split())
+
+    monkeypatch.setenv("RECOMART_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")  # nobody listens
+    reset_settings()
+    down = runner.invoke(app, ["stream", "create-topics", "--timeout", "2"])
+    assert down.exit_code == 1 and "did not answer" in " ".join(down.output.split())
+
+    monkeypatch.setenv("RECOMART_STREAM_PARTITIONS", "3")
+    with EmbeddedBroker(embedded=True, topics={}, log_path=tmp_path / "tansu.log") as b:
+        monkeypatch.setenv("RECOMART_KAFKA_BOOTSTRAP", b.bootstrap)
+        reset_settings()
+        s = get_settings()
+        names = [s.clickstream_topic, s.dead_letter_topic, s.recommendations_topic]
+        first = runner.invoke(app, ["stream", "create-topics"], terminal_width=200)
+        assert first.exit_code == 0, first.output
+        assert all(f"{n}: created, 3 partitions" in first.output for n in names)
+        again = runner.invoke(app, ["stream", "create-topics", "--partitions", "5"],
+                              terminal_width=200)
+        assert again.exit_code == 0, again.output
+        assert all(f"{n}: exists, 3 partitions (has 3, wanted 5)" in again.output for n in names)
+        topics = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10).topics
+        assert {n: len(topics[n].partitions) for n in names} == dict.fromkeys(names, 3)
+    reset_settings()

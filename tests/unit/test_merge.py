@@ -47,3 +47,54 @@ def test_same_batch_written_twice_lands_one_file(lake):
     assert write_batch(lake, "clickstream", rows, {0: (0, 3)}) == \
         write_batch(lake, "clickstream", rows, {0: (0, 3)})
     assert len(list_files(lake)) == 1
+
+
+def test_one_file_per_batch_and_date_with_offsets_in_metadata(lake):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from recomart.streaming.sink import OFFSETS_KEY
+
+    day1, day2 = datetime(2024, 5, 1, 23, 59, tzinfo=UTC), datetime(2024, 5, 2, 0, 1, tzinfo=UTC)
+    rows = [Landed({"event_id": f"e{i}", "user_id": 1, "product_id": i, "event_type": "view",
+                    "session_id": "s", "timestamp": day1 if i % 2 else day2, "price": 1.0},
+                   i % 3, 100 + i, 0) for i in range(12)]
+    ranges = {0: (100, 109), 1: (101, 110), 2: (102, 111)}
+    files = write_batch(lake, "clickstream", rows, ranges)
+    assert [p.parent.name for p in files] == ["date=2024-05-01", "date=2024-05-02"]
+    assert files[0].name == files[1].name and files == list_files(lake)
+    meta = pq.read_schema(files[0]).metadata[OFFSETS_KEY]
+    assert json.loads(meta) == {"0": [100, 109], "1": [101, 110], "2": [102, 111]}
+    assert sum(pq.read_metadata(p).num_rows for p in files) == 12
+
+
+def test_count_landed_events_counts_distinct_ids(lake):
+    from recomart.streaming.sink import count_landed_events
+
+    assert count_landed_events(lake) == 0
+    write_batch(lake, "clickstream", _rows(range(0, 10)), {0: (0, 9)})
+    write_batch(lake, "clickstream", _rows(range(5, 15), start=5), {0: (5, 14)})
+    assert count_landed_events(lake) == 15
+
+
+def test_activity_summary_of_a_landed_batch():
+    from recomart.streaming.activity import summarize
+    from recomart.streaming.sink import to_table
+
+    ts = datetime(2024, 5, 1, 10, 0, 30, tzinfo=UTC)
+    later = datetime(2024, 5, 1, 10, 0, 45, tzinfo=UTC)
+
+    def ev(i, t, kind, product, sid="s1"):
+        return {"event_id": f"e{i}", "user_id": 7, "product_id": product, "event_type": kind,
+                "session_id": sid, "timestamp": t, "price": None}
+
+    rows = [Landed(ev(0, later, "purchase", 5), 1, 0, 0), Landed(ev(1, ts, "view", 5), 1, 1, 0),
+            Landed(ev(2, ts, "view", 5), 1, 2, 0), Landed(ev(3, ts, "add_to_cart", 6), 1, 3, 0),
+            Landed(ev(4, ts, "view", 9, "s2"), 0, 0, 0)]
+    out = summarize(to_table(rows), 60)
+    start = int(ts.timestamp()) // 60 * 60
+    assert [(s["partition"], s["window_start"]) for s in out] == [(0, start), (1, start)]
+    assert out[1]["counts"] == {"5": [2, 0, 1], "6": [0, 1, 0]}
+    assert out[1]["sessions"] == {"s1": [7, later.timestamp(), 5, "purchase"]}
+    assert out[0]["counts"] == {"9": [1, 0, 0]}

@@ -70,3 +70,25 @@ def test_oversized_limit_is_configurable():
 def test_split_batch_keeps_positions():
     good, bad = split_batch([enc(GOOD), b"nope", with_(event_id="e2")])
     assert [i for i, _ in good] == [0, 2] and bad == [(1, "not_json")]
+
+
+def test_decode_batch_agrees_with_parse_event_per_message():
+    from datetime import timedelta
+
+    from recomart.streaming.events import decode_batch
+
+    raws = [raw for raw, _ in CASES] + [enc(GOOD), with_(price=None), with_(price=3),
+                                        with_(timestamp="2024-05-01T12:00:00+02:00"),
+                                        with_(timestamp="2024-05-01"), without("price")]
+    decoded = decode_batch(raws)
+    expected = [parse_event(raw) for raw in raws]
+    assert decoded.bad == [(i, r) for i, (e, r) in enumerate(expected) if e is None]
+    good = [(i, e) for i, (e, _) in enumerate(expected) if e is not None]
+    assert decoded.index == [i for i, _ in good] and len(decoded) == 6
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rows = [{"event_id": decoded.event_id[k], "user_id": decoded.user_id[k],
+             "product_id": decoded.product_id[k], "event_type": decoded.event_type[k],
+             "session_id": decoded.session_id[k],
+             "timestamp": epoch + timedelta(microseconds=decoded.timestamp_us[k]),
+             "price": decoded.price[k]} for k in range(len(decoded))]
+    assert rows == [e for _, e in good]

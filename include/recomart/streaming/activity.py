@@ -7,39 +7,56 @@ path to the validation and the columnar write.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recomart.tables import EVENT_TYPES
 
 TYPE_INDEX = {t: i for i, t in enumerate(EVENT_TYPES)}  # view=0, add_to_cart=1, purchase=2
 
 
-def summarize(rows: Iterable[tuple[int, dict[str, Any]]], window_s: int) -> list[dict[str, Any]]:
-    """``[(partition, event)]`` -> one summary per (partition, window start).
+def summarize(table: pa.Table, window_s: int, sessions: bool = True) -> list[dict[str, Any]]:
+    """A landed batch (``sink.SCHEMA``) -> one summary per (source partition, window start).
 
     Summary: ``{"partition", "window_start" (epoch s), "counts": {product_id: [views, carts,
     purchases]}, "sessions": {session_id: [user_id, last_ts, last_product_id, last_type]}}``.
+    ``sessions=False`` leaves "sessions" empty (only the decision agent reads them). Grouping
+    runs in Arrow; Python only touches the grouped rows.
     """
+    if table.num_rows == 0:
+        return []
+    us = table["timestamp"].cast(pa.int64())
+    t = pa.table({"p": table["_kafka_partition"], "w": pc.multiply(
+        pc.divide(us, window_s * 1_000_000), window_s), "product": table["product_id"],
+        "type": table["event_type"], "sid": table["session_id"], "uid": table["user_id"],
+        "us": us})
     out: dict[tuple[int, int], dict[str, Any]] = {}
-    for partition, ev in rows:
-        ts = ev["timestamp"].timestamp()
-        start = int(ts // window_s * window_s)
-        s = out.get((partition, start))
+
+    def summary(p: int, w: int) -> dict[str, Any]:
+        s = out.get((p, w))
         if s is None:
-            s = out[(partition, start)] = {"partition": partition, "window_start": start,
-                                           "counts": defaultdict(lambda: [0, 0, 0]), "sessions": {}}
-        s["counts"][str(ev["product_id"])][TYPE_INDEX[ev["event_type"]]] += 1
-        last = s["sessions"].get(ev["session_id"])
-        if last is None or last[1] <= ts:
-            s["sessions"][ev["session_id"]] = [ev["user_id"], ts, ev["product_id"], ev["event_type"]]
-    result = []
-    for key in sorted(out):
-        s = out[key]
-        s["counts"] = dict(s["counts"])
-        result.append(s)
-    return result
+            s = out[(p, w)] = {"partition": p, "window_start": w, "counts": {}, "sessions": {}}
+        return s
+
+    counts = t.group_by(["p", "w", "product", "type"], use_threads=False).aggregate(
+        [([], "count_all")])
+    for p, w, product, kind, n in zip(*(counts[c].to_pylist() for c in
+                                        ("p", "w", "product", "type", "count_all")), strict=True):
+        row = summary(p, w)["counts"].setdefault(str(product), [0] * len(EVENT_TYPES))
+        row[TYPE_INDEX[kind]] += n
+    if not sessions:
+        return [out[k] for k in sorted(out)]
+    # the last event of each session (by time; ties: the later one in the batch)
+    ordered = t.take(pc.sort_indices(t, [("us", "ascending")]))  # stable
+    last = ordered.group_by(["p", "w", "sid"], use_threads=False).aggregate(
+        [("uid", "last"), ("us", "last"), ("product", "last"), ("type", "last")])
+    for p, w, sid, uid, ts, product, kind in zip(*(last[c].to_pylist() for c in (
+            "p", "w", "sid", "uid_last", "us_last", "product_last", "type_last")), strict=True):
+        summary(p, w)["sessions"][sid] = [uid, ts / 1e6, product, kind]
+    return [out[k] for k in sorted(out)]
 
 
 def add_counts(current: list[int] | None, delta: list[int]) -> list[int]:

@@ -3,12 +3,14 @@
 Agents:
 
 - ``Lander`` (a Faust-managed service) consumes the clickstream as raw bytes in batches with its
-  own aiokafka consumer (auto-commit off), validates each batch (``events.split_batch``), sends bad
-  messages to the dead-letter topic (original bytes, reason and source offset in headers) and
-  writes good ones to the lake speed zone (``sink.write_batch``: deterministic names, fsync +
+  own aiokafka consumer (auto-commit off), validates each batch column-wise
+  (``events.decode_batch``), sends bad messages to the dead-letter topic (original bytes, reason
+  and source offset in headers) and writes good ones to the lake speed zone as one Arrow table
+  (``sink.write_batch``: one file per batch and event date, deterministic names, fsync +
   rename). Only then does it commit that batch's offsets: at-least-once, deduped by ``event_id``.
   Faust's own stream path (``stream.take_events``) was measured at ~3k events/s here and acks a
-  batch in a ``finally`` clause even when the body fails, hence the plain consumer. A stop waits
+  batch in a ``finally`` clause even when the body fails, hence the plain consumer. The next
+  batch is fetched while the previous one is written; commits stay in batch order. A stop waits
   for the batch in flight; any failure ends the process (``os._exit``) without a commit.
 - ``trend`` folds per-batch activity summaries into the tumbling-window table ``trending``
   (views / carts / purchases per product per window), served as JSON at ``/trending/``.
@@ -20,56 +22,59 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import faust
 import mode
+import pyarrow as pa
 
 from recomart.config import get_settings
 from recomart.lake import Lake
 from recomart.streaming import activity, decisions
-from recomart.streaming.events import split_batch
-from recomart.streaming.settings import get_stream_settings
-from recomart.streaming.sink import Landed, write_batch
+from recomart.streaming.events import decode_batch
+from recomart.streaming.sink import batch_table, write_batch
 
 log = logging.getLogger(__name__)
 
 settings = get_settings()
-ss = get_stream_settings()
 BOOTSTRAP = settings.kafka_bootstrap or "127.0.0.1:9092"
 ACTIVITY_TOPIC = f"{settings.clickstream_topic}-activity"
 
 app = faust.App(
-    ss.app_id,
+    settings.stream_app_id,
     broker=[f"kafka://{b.strip()}" for b in BOOTSTRAP.split(",")],
     store="memory://",
-    topic_partitions=ss.partitions,
+    topic_partitions=settings.stream_partitions,
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
-    broker_session_timeout=ss.session_timeout_s,
-    broker_heartbeat_interval=min(2.0, ss.session_timeout_s / 4),
-    broker_rebalance_timeout=max(30.0, ss.session_timeout_s * 2),
-    broker_max_poll_records=ss.batch_max,
+    broker_session_timeout=settings.stream_session_timeout_s,
+    broker_heartbeat_interval=min(2.0, settings.stream_session_timeout_s / 4),
+    broker_rebalance_timeout=max(30.0, settings.stream_session_timeout_s * 2),
+    broker_max_poll_records=settings.stream_batch_max,
     broker_commit_interval=1.0,
-    stream_buffer_maxsize=max(4096, ss.batch_max * 2),
+    stream_buffer_maxsize=max(4096, settings.stream_batch_max * 2),
     producer_acks=-1,
-    web_port=ss.web_port,
-    web_host="127.0.0.1",
-    web_bind="127.0.0.1",
+    web_port=settings.stream_web_port,
+    web_bind=settings.stream_web_host,
+    web_host=socket.gethostname() if settings.stream_web_host in ("0.0.0.0", "::")
+    else settings.stream_web_host,
 )
 
 dead_letter = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes,
-                        key_serializer="raw", value_serializer="raw", partitions=ss.partitions)
-activity_topic = app.topic(ACTIVITY_TOPIC, value_serializer="json", partitions=ss.partitions,
-                           internal=True)
+                        key_serializer="raw", value_serializer="raw",
+                        partitions=settings.stream_partitions)
+activity_topic = app.topic(ACTIVITY_TOPIC, value_serializer="json",
+                           partitions=settings.stream_partitions, internal=True)
 recommendations = app.topic(settings.recommendations_topic, key_serializer="raw",
-                            value_serializer="json", partitions=ss.partitions)
+                            value_serializer="json", partitions=settings.stream_partitions)
 
-trending = app.Table("trending", default=list, partitions=ss.partitions).tumbling(
-    ss.window_s, expires=timedelta(seconds=ss.window_s * 60), key_index=True).relative_to_stream()
+trending = app.Table("trending", default=list, partitions=settings.stream_partitions).tumbling(
+    settings.stream_window_s, expires=timedelta(seconds=settings.stream_window_s * 60),
+    key_index=True).relative_to_stream()
 
 STATS: dict[str, int] = {"batches": 0, "valid": 0, "dead_letter": 0, "files": 0}
 TIMES: dict[str, float] = {"validate_s": 0.0, "write_s": 0.0, "dlq_wait_s": 0.0}
@@ -83,61 +88,69 @@ def dlq_headers(reason: str, topic: str, partition: int, offset: int,
             ("source_timestamp_ms", str(ts_ms).encode())]
 
 
-async def land_batch(records: Sequence[Any], lake: Lake) -> dict[str, int]:
-    """Validate, dead-letter and durably write one batch of aiokafka ``ConsumerRecord``s.
+def _write_and_summarize(lake: Lake, table: pa.Table, ranges: dict[int, tuple[int, int]]
+                         ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Runs in a worker thread: the durable write, and the activity summaries beside it."""
+    files = write_batch(lake, settings.clickstream_topic, table, ranges)
+    summaries = (activity.summarize(table, settings.stream_window_s, settings.stream_decisions)
+                 if settings.stream_trending or settings.stream_decisions else [])
+    return files, summaries
+
+
+async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str, int]:
+    """Validate, dead-letter and durably write one batch of aiokafka ``ConsumerRecord``s, given
+    per topic-partition in offset order (as ``getmany`` returns them).
 
     Returns counts; raises when the lake write or a dead-letter send fails.
     """
     t0 = time.perf_counter()
-    good, bad = split_batch([m.value for m in records], ss.max_message_bytes)
-    t1 = time.perf_counter()
+    flat = [m for records in parts.values() for m in records]
+    decoded = decode_batch([m.value for m in flat], settings.stream_max_message_bytes)
+    partitions: list[int] = []
+    offsets: list[int] = []
+    kafka_ts: list[int | None] = []
     ranges: dict[int, tuple[int, int]] = {}
-    for m in records:
-        r = ranges.get(m.partition)
-        ranges[m.partition] = (m.offset, m.offset) if r is None else (min(r[0], m.offset),
-                                                                      max(r[1], m.offset))
+    for tp, records in parts.items():
+        if not records:
+            continue
+        partitions += [tp.partition] * len(records)
+        offsets += [m.offset for m in records]
+        kafka_ts += [m.timestamp for m in records]
+        ranges[tp.partition] = (records[0].offset, records[-1].offset)
+    t1 = time.perf_counter()
     pending = []
-    for i, reason in bad:
-        m = records[i]
+    for i, reason in decoded.bad:
+        m = flat[i]
         ts = m.timestamp / 1000 if m.timestamp is not None else None
         pending.append(await dead_letter.send(
             key=m.key, value=m.value, force=True,
             headers=dlq_headers(reason, m.topic, m.partition, m.offset, ts)))
-    rows = [Landed(ev, records[i].partition, records[i].offset, records[i].timestamp)
-            for i, ev in good]
-    files: list = []
-    if rows:
-        files = await asyncio.to_thread(write_batch, lake, settings.clickstream_topic, rows, ranges)
+    files: list[Any] = []
+    summaries: list[dict[str, Any]] = []
+    if len(decoded):
+        table = batch_table(decoded, partitions, offsets, kafka_ts)
+        files, summaries = await asyncio.to_thread(_write_and_summarize, lake, table, ranges)
     t2 = time.perf_counter()
     if pending:
         await asyncio.gather(*pending)  # DLQ messages acknowledged by the broker (acks=all)
     TIMES["validate_s"] += t1 - t0
     TIMES["write_s"] += t2 - t1
     TIMES["dlq_wait_s"] += time.perf_counter() - t2
-    if rows and (ss.trending or ss.decisions):
-        for summary in activity.summarize(((r.partition, r.event) for r in rows), ss.window_s):
-            activity_topic.send_soon(value=summary, timestamp=float(summary["window_start"]),
-                                     partition=summary["partition"] % ss.partitions)
-    return {"valid": len(rows), "dead_letter": len(bad), "files": len(files)}
-
-
-async def _run_to_completion(work: Awaitable[dict[str, int]]) -> dict[str, int]:
-    """Finish the batch even when the service is being stopped."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+    for summary in summaries:
+        activity_topic.send_soon(value=summary, timestamp=float(summary["window_start"]),
+                                 partition=summary["partition"] % settings.stream_partitions)
+    return {"valid": len(decoded), "dead_letter": len(decoded.bad), "files": len(files)}
 
 
 @app.service
 class Lander(mode.Service):
     """Lands the clickstream: its own consumer (group ``<app id>-land``), manual commits.
 
-    One loop: fetch up to ``batch_max`` records or for ``batch_within_s`` -> ``land_batch`` (files
-    durable, DLQ acknowledged) -> ``consumer.commit(next offsets of exactly this batch)``. Auto
-    commit is off, so nothing else ever commits; a crash replays from the last committed batch.
+    One loop: fetch up to ``stream_batch_max`` records or for ``stream_batch_within_s`` ->
+    ``land_batch`` (files durable, DLQ acknowledged) -> ``consumer.commit(next offsets of exactly
+    this batch)``. At most one batch is in flight: batch N+1 is fetched while N is written, and N
+    is committed before N+1 starts landing. Auto commit is off, so nothing else ever commits; a
+    crash replays from the last committed batch.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -147,70 +160,84 @@ class Lander(mode.Service):
     def _consumer(self) -> Any:
         from aiokafka import AIOKafkaConsumer
 
-        session_ms = int(ss.session_timeout_s * 1000)
+        session_ms = int(settings.stream_session_timeout_s * 1000)
         return AIOKafkaConsumer(
-            settings.clickstream_topic, bootstrap_servers=BOOTSTRAP, group_id=f"{ss.app_id}-land",
+            settings.clickstream_topic, bootstrap_servers=BOOTSTRAP,
+            group_id=f"{settings.stream_app_id}-land",
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session_ms,
-            heartbeat_interval_ms=min(2000, session_ms // 4), max_poll_records=ss.batch_max,
+            heartbeat_interval_ms=min(2000, session_ms // 4), max_poll_records=settings.stream_batch_max,
             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20,
             rebalance_timeout_ms=max(30_000, session_ms * 2))
 
-    async def _fetch(self, consumer: Any) -> list[Any]:
-        batch: list[Any] = []
-        deadline = time.monotonic() + ss.batch_within_s
-        while len(batch) < ss.batch_max and not self.should_stop:
+    async def _fetch(self, consumer: Any) -> dict[Any, list[Any]]:
+        """Up to ``stream_batch_max`` records or ``stream_batch_within_s``: {tp: records}."""
+        batch: dict[Any, list[Any]] = {}
+        n, limit = 0, settings.stream_batch_max
+        deadline = time.monotonic() + settings.stream_batch_within_s
+        while n < limit and not self.should_stop:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            got = await consumer.getmany(timeout_ms=int(left * 1000),
-                                         max_records=ss.batch_max - len(batch))
-            for records in got.values():
-                batch.extend(records)
+            got = await consumer.getmany(timeout_ms=int(left * 1000), max_records=limit - n)
+            for tp, records in got.items():
+                if records:
+                    batch.setdefault(tp, []).extend(records)
+                    n += len(records)
         return batch
+
+    async def _finish(self, consumer: Any, task: asyncio.Future[dict[str, int]],
+                      parts: dict[Any, list[Any]]) -> None:
+        """Wait for a batch's landing (files durable, DLQ acknowledged), then commit exactly its
+        offsets. A failed landing ends the process without a commit."""
+        from aiokafka.errors import CommitFailedError, IllegalStateError
+
+        try:
+            counts = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.critical("landing batch failed: exiting without committing its offsets",
+                         exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+        offsets = {tp: records[-1].offset + 1 for tp, records in parts.items()}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("commit after a rebalance failed (%s): the batch will be "
+                        "replayed and deduped by event_id", exc)
+        STATS["batches"] += 1
+        for k, v in counts.items():
+            STATS[k] += v
+        if STATS["batches"] % 50 == 1:
+            log.info("landed %s", STATS)
 
     @mode.Service.task
     async def _landing(self) -> None:
-        from aiokafka import TopicPartition
-        from aiokafka.errors import CommitFailedError, IllegalStateError
-
+        """Fetch batch N+1 while batch N is written; commit N once it is durable, in order."""
         consumer = self._consumer()
-        await consumer.start()
+        inflight: tuple[asyncio.Future[dict[str, int]], dict[Any, list[Any]]] | None = None
         try:
+            await consumer.start()
             while not self.should_stop:
-                records = await self._fetch(consumer)
-                if not records:
-                    continue
-                try:
-                    counts = await _run_to_completion(land_batch(records, self.lake))
-                except asyncio.CancelledError:
-                    raise
-                except BaseException:
-                    log.critical("landing batch failed: exiting without committing its offsets",
-                                 exc_info=True)
-                    logging.shutdown()
-                    os._exit(70)
-                offsets: dict[Any, int] = {}
-                for m in records:
-                    tp = TopicPartition(m.topic, m.partition)
-                    offsets[tp] = max(offsets.get(tp, 0), m.offset + 1)
-                try:
-                    await consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:
-                    log.warning("commit after a rebalance failed (%s): the batch will be "
-                                "replayed and deduped by event_id", exc)
-                STATS["batches"] += 1
-                for k, v in counts.items():
-                    STATS[k] += v
-                if STATS["batches"] % 50 == 1:
-                    log.info("landed %s", STATS)
+                parts = await self._fetch(consumer)
+                if inflight is not None:
+                    await self._finish(consumer, *inflight)
+                    inflight = None
+                if parts:
+                    inflight = (asyncio.ensure_future(land_batch(parts, self.lake)), parts)
         finally:
-            await consumer.stop()
+            try:
+                if inflight is not None:  # a stop waits for the batch in flight, then commits it
+                    await self._finish(consumer, *inflight)
+            finally:
+                await consumer.stop()
 
 
 @app.agent(activity_topic, name="trend")
 async def trend(stream: faust.StreamT) -> None:
     """Fold summaries into the window table, one table write per (window, product) per round."""
-    async for events in stream.take_events(1000, within=ss.trend_flush_s):
+    async for events in stream.take_events(1000, within=settings.stream_trend_flush_s):
         # table writes need a current event (changelog partition): the last one of the round
         stream._set_current_event(events[-1])
         merged: dict[int, dict[str, list[int]]] = {}
@@ -224,14 +251,14 @@ async def trend(stream: faust.StreamT) -> None:
             view = trending.relative_to(float(start))
             for product_id, delta in counts.items():
                 view[product_id] = activity.add_counts(view[product_id].value(), delta)
-        if ss.decisions:
+        if settings.stream_decisions:
             decider.observe(sessions)
 
 
 def trending_now(limit: int = 20) -> dict[str, Any]:
     view = trending.relative_to_now()
-    start = int(time.time() // ss.window_s * ss.window_s)
-    return {"window_start": start, "window_s": ss.window_s,
+    start = int(time.time() // settings.stream_window_s * settings.stream_window_s)
+    return {"window_start": start, "window_s": settings.stream_window_s,
             "products": activity.top_products(view.items(), limit)}
 
 
@@ -247,14 +274,15 @@ async def stats_page(web: faust.web.Web, request: faust.web.Request) -> faust.we
                      "decisions": decider.stats})
 
 
-decider = decisions.Decider(top_n=settings.top_n, interval_s=ss.decision_interval_s,
-                            idle_s=ss.session_idle_s, refresh_s=ss.champion_refresh_s)
+decider = decisions.Decider(top_n=settings.top_n, interval_s=settings.stream_decision_interval_s,
+                            idle_s=settings.stream_session_idle_s,
+                            refresh_s=settings.stream_champion_refresh_s)
 
 
-@app.timer(interval=max(1.0, ss.decision_interval_s))
+@app.timer(interval=max(1.0, settings.stream_decision_interval_s))
 async def decide() -> None:
     """Score the sessions that were active since the last round and publish recommendations."""
-    if not ss.decisions:
+    if not settings.stream_decisions:
         return
     popular = [r["product_id"] for r in trending_now(settings.top_n)["products"]]
     for record in await decider.decide(popular):

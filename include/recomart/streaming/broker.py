@@ -22,9 +22,6 @@ from recomart.config import get_settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARTITIONS = 4
-
-
 class BrokerError(RuntimeError):
     """The embedded broker cannot be started or does not answer Kafka requests."""
 
@@ -47,11 +44,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def default_topics(partitions: int = DEFAULT_PARTITIONS) -> dict[str, int]:
-    """The speed layer's topics and partition counts (the DLQ and recommendations mirror the source)."""
+def default_topics(partitions: int | None = None) -> dict[str, int]:
+    """The speed layer's topics and partition counts (``settings.stream_partitions`` by default;
+    the DLQ and recommendations mirror the source)."""
     s = get_settings()
-    return {s.clickstream_topic: partitions, s.dead_letter_topic: partitions,
-            s.recommendations_topic: partitions}
+    n = partitions or s.stream_partitions
+    return {s.clickstream_topic: n, s.dead_letter_topic: n, s.recommendations_topic: n}
 
 
 def wait_ready(bootstrap: str, timeout: float = 30.0) -> None:
@@ -64,7 +62,7 @@ def wait_ready(bootstrap: str, timeout: float = 30.0) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin.list_topics(timeout=2)
+            admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
             return
         except KafkaException as exc:
             last = exc
@@ -72,24 +70,44 @@ def wait_ready(bootstrap: str, timeout: float = 30.0) -> None:
     raise BrokerError(f"broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
 
 
-def create_topics(bootstrap: str, topics: Mapping[str, int]) -> list[str]:
-    """Create the missing ``topics`` (name -> partitions); returns the names created."""
+def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0
+                  ) -> dict[str, tuple[str, int]]:
+    """Create the missing ``topics`` (name -> partitions); idempotent.
+
+    Returns ``{name: ("created" | "exists", partitions)}``. Raises ``BrokerError`` when the broker
+    does not answer within ``timeout`` or refuses a topic.
+    """
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    wait_ready(bootstrap, timeout)
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    existing = set(admin.list_topics(timeout=10).topics)
+    try:
+        existing = admin.list_topics(timeout=max(1.0, timeout)).topics
+    except KafkaException as exc:
+        raise BrokerError(f"cannot list topics on {bootstrap}: {exc}") from exc
+    report = {name: ("exists", len(existing[name].partitions)) for name in topics if name in existing}
     wanted = [NewTopic(name, num_partitions=n, replication_factor=1)
               for name, n in topics.items() if name not in existing]
-    if not wanted:
-        return []
-    for name, fut in admin.create_topics(wanted, operation_timeout=10).items():
-        try:
-            fut.result()
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise BrokerError(f"cannot create topic {name}: {exc}") from exc
-    log.info("created topics %s on %s", sorted(t.topic for t in wanted), bootstrap)
-    return [t.topic for t in wanted]
+    if wanted:
+        futures = admin.create_topics(wanted, operation_timeout=max(1.0, timeout))
+        for name, fut in futures.items():
+            try:
+                fut.result()
+                report[name] = ("created", topics[name])
+            except Exception as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):  # a concurrent creator won the race
+                    raise BrokerError(f"cannot create topic {name} on {bootstrap}: {exc}") from exc
+                report[name] = ("exists", topics[name])
+        log.info("created topics %s on %s", sorted(n for n, (st, _) in report.items()
+                                                   if st == "created"), bootstrap)
+    return report
+
+
+def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0) -> list[str]:
+    """Create the missing ``topics`` (name -> partitions); returns the names created."""
+    return [name for name, (state, _) in ensure_topics(bootstrap, topics, timeout).items()
+            if state == "created"]
 
 
 class EmbeddedBroker:

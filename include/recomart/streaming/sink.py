@@ -1,25 +1,32 @@
 """The idempotent lake sink for landing batches: columnar files with deterministic names.
 
-A batch of valid events becomes one parquet file per (topic-partition, event date) at
-``speed/clickstream/date=<event date>/<topic>-p<partition>-o<first>-<last>.parquet``, where the
-offset range is the batch's range in that partition. Files are written through ``Lake`` (temp
-file, fsync, rename) and the folder is fsynced too, so the rename survives a power cut before the
-worker commits offsets. A replay of the same range overwrites the same file; a replay cut into
-different batches overlaps earlier files, which readers dedup by ``event_id``.
+A landing batch becomes one parquet file per event date at
+``speed/clickstream/date=<event date>/<topic>-<batch key>.parquet``. The batch key names the
+batch's offset range in every partition it covers (``p<partition>-o<first>-<last>`` for one
+partition, else a digest of all the ranges, which the file also carries in its metadata under
+``recomart.offsets``). Files are written through ``Lake`` (temp file, fsync, rename) and the folder
+is fsynced too, so the rename survives a power cut before the worker commits offsets: one file
+fsync per batch and date plus one folder fsync. A replay of the same ranges overwrites the same
+file; a replay cut into different batches overlaps earlier files, which readers dedup by
+``event_id``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from recomart.lake import Lake
+from recomart.streaming.events import DecodedBatch
 
 SPEED_DIR = "clickstream"
 TS = pa.timestamp("us", tz="UTC")
@@ -29,6 +36,7 @@ SCHEMA = pa.schema([
     ("price", pa.float64()),
     ("_kafka_partition", pa.int32()), ("_kafka_offset", pa.int64()), ("_kafka_ts", TS),
 ])
+OFFSETS_KEY = b"recomart.offsets"
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,17 @@ class Landed:
     kafka_ts_ms: int | None  # broker/producer timestamp, ms since epoch
 
 
-def file_name(topic: str, partition: int, first: int, last: int) -> str:
-    return f"{topic}-p{partition:03d}-o{first:012d}-{last:012d}.parquet"
+def batch_key(offset_ranges: Mapping[int, tuple[int, int]]) -> str:
+    """Deterministic name part for a batch's ``{partition: (first, last)}`` offsets."""
+    if len(offset_ranges) == 1:
+        ((partition, (first, last)),) = offset_ranges.items()
+        return f"p{partition:03d}-o{first:012d}-{last:012d}"
+    text = ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(offset_ranges.items()))
+    return "b" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def file_name(topic: str, offset_ranges: Mapping[int, tuple[int, int]]) -> str:
+    return f"{topic}-{batch_key(offset_ranges)}.parquet"
 
 
 def speed_root(lake: Lake) -> Path:
@@ -50,7 +67,7 @@ def speed_root(lake: Lake) -> Path:
 
 
 def to_table(rows: Sequence[Landed]) -> pa.Table:
-    """Columnar batch in the speed-zone schema (one pass per column, no pandas)."""
+    """Row objects to the speed-zone schema (convenience for tests and small callers)."""
     ev = [r.event for r in rows]
     return pa.Table.from_arrays([
         pa.array([e["event_id"] for e in ev], pa.string()),
@@ -74,20 +91,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_batch(lake: Lake, topic: str, rows: Sequence[Landed],
-                offset_ranges: dict[int, tuple[int, int]]) -> list[Path]:
-    """Durably write ``rows``; ``offset_ranges`` maps partition -> (first, last) offset of the batch.
+def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """``[(event date ISO, rows of that date)]``, vectorised (usually one date per batch)."""
+    days = pc.cast(table["timestamp"], pa.date32())
+    unique = pc.unique(days)
+    if len(unique) == 1:
+        return [(unique[0].as_py().isoformat(), table)]
+    return [(d.isoformat(), table.filter(pc.equal(days, pa.scalar(d, pa.date32()))))
+            for d in sorted(unique.to_pylist())]
 
-    Returns the files written. Safe to call again with the same input (same names, same content).
+
+def write_batch(lake: Lake, topic: str, rows: pa.Table | Sequence[Landed],
+                offset_ranges: Mapping[int, tuple[int, int]]) -> list[Path]:
+    """Durably write one batch; ``offset_ranges`` maps partition -> (first, last) offset of the
+    whole batch (valid and dead-lettered messages alike).
+
+    ``rows`` is a table in ``SCHEMA`` (the landing loop) or ``Landed`` rows. Returns the files
+    written, after their folder is fsynced. Safe to call again with the same input.
     """
-    groups: dict[tuple[int, str], list[Landed]] = defaultdict(list)
-    for r in rows:
-        groups[(r.partition, r.event["timestamp"].date().isoformat())].append(r)
+    table = rows if isinstance(rows, pa.Table) else to_table(rows)
+    if table.num_rows == 0:
+        return []
+    meta = {OFFSETS_KEY: json.dumps({str(p): list(r) for p, r in sorted(offset_ranges.items())})}
+    name = file_name(topic, offset_ranges)
     written: list[Path] = []
-    for (partition, day), group in sorted(groups.items()):
-        first, last = offset_ranges[partition]
-        path = speed_root(lake) / f"date={day}" / file_name(topic, partition, first, last)
-        lake.write_parquet(path, to_table(group))
+    for day, part in split_by_date(table):
+        path = speed_root(lake) / f"date={day}" / name
+        lake.write_parquet(path, part.replace_schema_metadata(meta))
         written.append(path)
     for folder in {p.parent for p in written}:
         _fsync_dir(folder)
@@ -98,3 +128,40 @@ def list_files(lake: Lake) -> list[Path]:
     """Every landed file (readers must dedup overlapping files by event_id)."""
     root = speed_root(lake)
     return sorted(root.glob("date=*/*.parquet")) if root.is_dir() else []
+
+
+def count_landed_events(lake: Lake) -> int:
+    """Distinct ``event_id``s in the speed zone (reads only that column; overlaps count once)."""
+    files = list_files(lake)
+    if not files:
+        return 0
+    chunks = [chunk for p in files
+              for chunk in pq.read_table(p, columns=["event_id"])["event_id"].chunks]
+    return len(pc.unique(pa.concat_arrays(chunks))) if chunks else 0
+
+
+def batch_table(decoded: DecodedBatch, partitions: Sequence[int], offsets: Sequence[int],
+                kafka_ts_ms: Sequence[int | None]) -> pa.Table:
+    """The valid events of a decoded batch in ``SCHEMA``, built column-wise.
+
+    ``partitions``, ``offsets`` and ``kafka_ts_ms`` describe every input message of the batch
+    (valid or not); the rows of the valid ones (``decoded.index``) are taken in Arrow.
+    """
+    take = None if len(decoded.index) == len(offsets) else pa.array(decoded.index, pa.int64())
+
+    def source(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
+        arr = pa.array(values, typ)
+        return arr if take is None else arr.take(take)
+
+    return pa.Table.from_arrays([
+        pa.array(decoded.event_id, pa.string()),
+        pa.array(decoded.user_id, pa.int64()),
+        pa.array(decoded.product_id, pa.int64()),
+        pa.array(decoded.event_type, pa.string()),
+        pa.array(decoded.session_id, pa.string()),
+        pa.array(decoded.timestamp_us, TS),
+        pa.array(decoded.price, pa.float64()),
+        source(partitions, pa.int32()),
+        source(offsets, pa.int64()),
+        source(kafka_ts_ms, pa.timestamp("ms", tz="UTC")).cast(TS),
+    ], schema=SCHEMA)

@@ -1,0 +1,113 @@
+"""The common recommender interface: fit on interactions, recommend top-n per user.
+
+Subclasses only implement ``_fit`` and ``score`` (dense scores for a batch of known users over the
+training catalog); top-n selection, seen-item exclusion and cold-start users live here once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from recomart.models.data import InteractionMatrix, to_pairs
+
+log = logging.getLogger(__name__)
+REC_COLUMNS = ["user_id", "product_id", "score", "rank"]
+
+
+def empty_recs() -> pd.DataFrame:
+    return pd.DataFrame({"user_id": pd.Series([], dtype="int64"),
+                         "product_id": pd.Series([], dtype="int64"),
+                         "score": pd.Series([], dtype="float64"),
+                         "rank": pd.Series([], dtype="int64")})
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and scores of the n best finite scores per row (best first)."""
+    n = min(n, scores.shape[1])
+    if n <= 0:
+        return np.empty((scores.shape[0], 0), int), np.empty((scores.shape[0], 0))
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+class Recommender:
+    """Base class. ``fit(interactions, products=None, users=None)`` then ``recommend``."""
+
+    name = "base"
+    batch_size = 2048
+
+    def fit(self, interactions: pd.DataFrame, products: pd.DataFrame | None = None,
+            users: pd.DataFrame | None = None) -> Recommender:
+        pairs = to_pairs(interactions)
+        self.im_ = InteractionMatrix.from_pairs(pairs)
+        counts = np.asarray(self.im_.matrix.sum(axis=0)).ravel()
+        self.popularity_ = counts.astype(np.float64)
+        self._fit(pairs, products, users)
+        return self
+
+    def _fit(self, pairs: pd.DataFrame, products: pd.DataFrame | None,
+             users: pd.DataFrame | None) -> None:
+        """Model-specific training on per-(user, item) pairs."""
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.im_.item_ids
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """Dense float scores (len(rows) x n_items) for known users' matrix rows."""
+        raise NotImplementedError
+
+    def cold_start(self, user_ids: np.ndarray, n: int) -> pd.DataFrame:
+        """Recommendations for users unseen in training: global popularity by default."""
+        idx, sc = top_n(self.popularity_[None, :], n)
+        return _frame(np.repeat(user_ids, idx.shape[1]), self.item_ids[np.tile(idx[0], len(user_ids))],
+                      np.tile(sc[0], len(user_ids)), len(user_ids), idx.shape[1])
+
+    def recommend(self, user_ids: Sequence[int] | np.ndarray, n: int = 10,
+                  exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-n items per user: DataFrame[user_id, product_id, score, rank] (rank 1 = best)."""
+        user_ids = np.unique(np.asarray(user_ids, dtype="int64"))
+        rows = self.im_.user_index(user_ids)
+        known = rows >= 0
+        frames = []
+        k_users, k_rows = user_ids[known], rows[known]
+        for sl in batches(len(k_rows), self.batch_size):
+            frames.append(self._recommend_rows(k_users[sl], k_rows[sl], n, exclude_seen))
+        if (~known).any():
+            frames.append(self.cold_start(user_ids[~known], n))
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return empty_recs()
+        return pd.concat(frames, ignore_index=True)
+
+    def _recommend_rows(self, users: np.ndarray, rows: np.ndarray, n: int,
+                        exclude_seen: bool) -> pd.DataFrame:
+        scores = np.asarray(self.score(rows), dtype=np.float64)
+        if exclude_seen:
+            seen = self.im_.matrix[rows]
+            r, c = seen.nonzero()
+            scores[r, c] = -np.inf
+        idx, sc = top_n(scores, n)
+        valid = np.isfinite(sc)
+        u = np.repeat(users, idx.shape[1]).reshape(idx.shape)
+        ranks = np.cumsum(valid, axis=1)
+        return pd.DataFrame({"user_id": u[valid], "product_id": self.item_ids[idx[valid]],
+                             "score": sc[valid], "rank": ranks[valid].astype("int64")})
+
+
+def _frame(users: np.ndarray, items: np.ndarray, scores: np.ndarray, n_users: int,
+           n: int) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": users.astype("int64"), "product_id": items.astype("int64"),
+                         "score": scores.astype("float64"),
+                         "rank": np.tile(np.arange(1, n + 1), n_users).astype("int64")})

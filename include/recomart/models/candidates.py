@@ -1,0 +1,147 @@
+"""Candidate generation for the hybrid: several cheap sources, their scores kept as features.
+
+Sources (all fitted on the same training pairs, so matrix rows/columns align):
+EASE, BiasedSVD (predicted rating), item-item co-occurrence (cosine, top neighbours per item),
+content similarity of the item to the user's recent items (TF-IDF), and popularity. Each user's
+candidates are the union of every source's top ``k`` unseen items; every candidate carries every
+source's score (and its rank within that source's top ``k``, ``k + 1`` when outside it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recomart.models.base import batches, top_n
+from recomart.models.baselines import EASERecommender
+from recomart.models.content import ContentModel
+from recomart.models.data import InteractionMatrix, to_pairs
+from recomart.models.svd import SVDRecommender
+
+log = logging.getLogger(__name__)
+SOURCES = ("ease", "svd", "cooc", "content", "pop")
+
+
+def cooccurrence_neighbours(x: sp.csr_matrix, k: int = 100, block: int = 1024) -> sp.csr_matrix:
+    """Item x item cosine similarity of the binary matrix, keeping the top ``k`` per item."""
+    xt = sp.csc_matrix(x)
+    norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel()).astype(np.float32)
+    n = x.shape[1]
+    rows, cols, vals = [], [], []
+    for sl in batches(n, block):
+        co = np.asarray((xt[:, sl].T @ xt).todense(), dtype=np.float32)
+        co /= np.maximum(norms[sl, None] * norms[None, :], 1e-12)
+        co[np.arange(co.shape[0]), np.arange(sl.start, sl.stop)] = 0.0
+        idx, sc = top_n(co, min(k, n))
+        keep = sc > 0
+        rows.append(np.repeat(np.arange(sl.start, sl.stop), idx.shape[1]).reshape(idx.shape)[keep])
+        cols.append(idx[keep])
+        vals.append(sc[keep])
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, n), dtype=np.float32)
+
+
+class CandidateSources:
+    """Fits every candidate source on one set of training pairs."""
+
+    def __init__(self, ease_lam: float = 400.0, ease_max_items: int = 4000,
+                 svd_params: dict[str, Any] | None = None, cooc_neighbours: int = 100,
+                 profile_items: int = 20, seed: int = 42) -> None:
+        self.ease_lam = ease_lam
+        self.ease_max_items = ease_max_items
+        self.svd_params = svd_params
+        self.cooc_neighbours = cooc_neighbours
+        self.profile_items = profile_items
+        self.seed = seed
+
+    def fit(self, interactions: pd.DataFrame, products: pd.DataFrame,
+            content: ContentModel | None = None) -> CandidateSources:
+        self.timings_: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            self.timings_[stage] = round(now - clock, 3)
+            clock = now
+
+        pairs = to_pairs(interactions)
+        self.im_ = InteractionMatrix.from_pairs(pairs)
+        lap("pairs")
+        self.ease_ = EASERecommender(self.ease_lam, self.ease_max_items).fit(pairs)
+        lap("ease_fit")
+        self.svd_ = SVDRecommender(self.svd_params, seed=self.seed).fit(pairs)
+        lap("svd_fit")
+        for model in (self.ease_, self.svd_):
+            assert np.array_equal(model.item_ids, self.im_.item_ids)
+        self.cooc_ = cooccurrence_neighbours(self.im_.matrix, self.cooc_neighbours)
+        self.popularity_ = np.asarray(self.im_.matrix.sum(axis=0)).ravel().astype(np.float64)
+        lap("cooc_fit")
+        self.content_ = content if content is not None else ContentModel().fit(products)
+        # Recent-items profile: each user's last ``profile_items`` items, newer ones weigh more.
+        recent = pairs.sort_values(["user_id", "last_timestamp"]).groupby("user_id").tail(
+            self.profile_items)
+        order = recent.groupby("user_id").cumcount(ascending=False).to_numpy()
+        weights = (0.9 ** order).astype(np.float32)
+        rows = self.im_.user_index(recent["user_id"].to_numpy())
+        cols = self.im_.item_index(recent["product_id"].to_numpy())
+        recent_w = sp.csr_matrix((weights, (rows, cols)), shape=self.im_.matrix.shape)
+        self.profiles_ = self.content_.profiles(recent_w, self.im_.item_ids)
+        self.item_vectors_ = self.content_.vectors(self.im_.item_ids).T.tocsr()
+        lap("content_profiles")
+        return self
+
+    def scores(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Dense users x items scores per source for known users' rows."""
+        x = self.im_.matrix[rows]
+        return {
+            "ease": self.ease_.score(rows).astype(np.float32),
+            "svd": self.svd_.score(rows).astype(np.float32),
+            "cooc": np.asarray((x @ self.cooc_).todense(), dtype=np.float32),
+            "content": np.asarray((self.profiles_[rows] @ self.item_vectors_).todense(),
+                                  dtype=np.float32),
+            "pop": np.broadcast_to(np.log1p(self.popularity_).astype(np.float32),
+                                   (len(rows), x.shape[1])),
+        }
+
+    def candidates(self, user_ids: np.ndarray, k: int | dict[str, int] = 50,
+                   batch_size: int = 1024) -> pd.DataFrame:
+        """Union of each source's top-k unseen items: user_id, product_id, <src>_score/_rank."""
+        user_ids = np.asarray(user_ids, dtype="int64")
+        rows_all = self.im_.user_index(user_ids)
+        if (rows_all < 0).any():
+            raise ValueError("candidates() needs users seen in training (cold start is separate)")
+        ks = k if isinstance(k, dict) else dict.fromkeys(SOURCES, k)
+        frames = []
+        for sl in batches(len(rows_all), batch_size):
+            rows = rows_all[sl]
+            sc = self.scores(rows)
+            seen_r, seen_c = self.im_.matrix[rows].nonzero()
+            mask = np.zeros((len(rows), self.im_.matrix.shape[1]), dtype=bool)
+            ranks = {}
+            for src in SOURCES:
+                s = np.array(sc[src], dtype=np.float32)
+                s[seen_r, seen_c] = -np.inf
+                kk = ks.get(src, 0)
+                rank = np.full(s.shape, kk + 1, dtype=np.int16)
+                if kk > 0:
+                    idx, top = top_n(s, kk)
+                    ok = np.isfinite(top)
+                    rr = np.repeat(np.arange(len(rows)), idx.shape[1]).reshape(idx.shape)
+                    rank[rr[ok], idx[ok]] = (np.arange(1, idx.shape[1] + 1)[None, :]
+                                             .repeat(len(rows), 0)[ok])
+                    mask[rr[ok], idx[ok]] = True
+                ranks[src] = rank
+            r, c = mask.nonzero()
+            cols: dict[str, np.ndarray] = {"user_id": user_ids[sl][r],
+                                           "product_id": self.im_.item_ids[c]}
+            for src in SOURCES:
+                cols[f"{src}_score"] = np.asarray(sc[src][r, c], dtype=np.float32)
+                cols[f"{src}_rank"] = ranks[src][r, c]
+            frames.append(pd.DataFrame(cols))
+        return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,176 @@
+"""Offline evaluation: every model on the same per-user time holdout, plus rating CV for SVD.
+
+Protocol (see ``recomart.models.split`` for the split rules): per user, the latest 20% of items
+are held out; relevant = held-out items rated >= 4 (or purchased on shop data); each model ranks
+every training item except the user's own training items; metrics (``recomart.models.metrics``)
+average over users with >= 1 relevant held-out item. Tuning (EASE lambda, SVD hyper-parameters)
+only sees the training part. RMSE/MAE come from k-fold CV over all explicit ratings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recomart.models.base import Recommender
+from recomart.models.split import Relevance, resolve_relevance, temporal_split
+
+log = logging.getLogger(__name__)
+MODEL_NAMES = ("random", "toppop", "ease", "svd", "hybrid")
+Progress = Callable[[str], None]
+
+PROTOCOL = {
+    "split": "per user by time: latest max(1, floor(0.2 * n_items)) items held out (users with >= 2 "
+             "items); training keeps the user's events up to the first held-out item",
+    "relevance": "held-out items rated >= 4 (explicit) or purchased (shop data); binary",
+    "candidates": "all training items except the user's own training items",
+    "users": "users with >= 1 relevant held-out item",
+    "metrics": "NDCG@10 (ideal over min(10, #relevant)), Recall@20, HR@10, MAP@10 "
+               "(AP over min(10, #relevant)), user coverage, catalog coverage (top-10)",
+    "rating_metrics": "RMSE/MAE of BiasedSVD from Surprise cross_validate, KFold",
+    "tuning": "EASE lambda by NDCG@10 on a per-user time split of the training part; SVD by RMSE "
+              "(GridSearchCV, one 20% random validation split of the training part)",
+}
+
+
+def make_model(name: str, params: dict[str, Any], seed: int) -> Recommender:
+    from recomart.models.baselines import EASERecommender, RandomRecommender, TopPopRecommender
+    from recomart.models.hybrid import HybridRecommender
+    from recomart.models.svd import SVDRecommender
+
+    if name == "random":
+        return RandomRecommender(seed)
+    if name == "toppop":
+        return TopPopRecommender()
+    if name == "ease":
+        return EASERecommender(params["ease_lam"], params["ease_max_items"])
+    if name == "svd":
+        return SVDRecommender(params["svd"], seed=seed)
+    if name == "hybrid":
+        return HybridRecommender(params, seed=seed)
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+
+
+def tune(train: pd.DataFrame, relevance: Relevance, seed: int = 42,
+         ease_lambdas: Sequence[float] = (50, 150, 400, 1000), ease_max_items: int = 4000,
+         svd_grid: dict | None = None, tune_svd_params: bool = True) -> dict[str, Any]:
+    """Hyper-parameters from the training part only: ``{"params": ..., "report": ...}``."""
+    from recomart.models.baselines import tune_ease
+    from recomart.models.hybrid import DEFAULT_HYBRID_PARAMS
+    from recomart.models.svd import DEFAULT_SVD_PARAMS, tune_svd
+
+    ease = tune_ease(train, ease_lambdas, ease_max_items, relevance=relevance)
+    report: dict[str, Any] = {"ease": ease}
+    svd_params = dict(DEFAULT_SVD_PARAMS)
+    if tune_svd_params:
+        svd = tune_svd(train, svd_grid, seed=seed)
+        svd_params = svd["params"]
+        report["svd"] = svd
+    params = {**DEFAULT_HYBRID_PARAMS, "ease_lam": ease["lam"], "ease_max_items": ease_max_items,
+              "svd": svd_params}
+    return {"params": params, "report": report}
+
+
+def evaluate_models(interactions: pd.DataFrame, products: pd.DataFrame | None = None,
+                    users: pd.DataFrame | None = None, relevance: Relevance = "auto",
+                    models: Sequence[str] | None = None, params: dict[str, Any] | None = None,
+                    seed: int = 42, rating_folds: int = 0, progress: Progress | None = None,
+                    user_features: pd.DataFrame | None = None,
+                    item_features: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Fit and score ``models`` on one time holdout of ``interactions`` (event frame).
+
+    Returns ``{"models": {name: {metric: value, "fit_seconds", "eval_seconds"}}, "params":
+    hybrid/EASE/SVD params (tuned unless given; pass to ``train_hybrid``), "tuning": report,
+    "split": sizes}``. ``rating_folds > 0`` adds SVD RMSE/MAE by k-fold CV (explicit ratings only).
+    """
+    from recomart.models.metrics import ranking_metrics
+
+    say = progress or (lambda msg: log.info(msg))
+    names = list(models or MODEL_NAMES)
+    relevance = resolve_relevance(interactions, relevance)
+    say("splitting by time")
+    split = temporal_split(interactions, relevance=relevance)
+    relevant = split.test.loc[split.test["relevant"]]
+    eval_users = np.unique(relevant["user_id"].to_numpy())
+    tuning: dict[str, Any] = {}
+    if params is None:
+        say("tuning EASE lambda and SVD hyper-parameters on the training part")
+        t0 = time.perf_counter()
+        tuned = tune(split.train, relevance, seed=seed,
+                     tune_svd_params=any(n in names for n in ("svd", "hybrid")))
+        params, tuning = tuned["params"], {**tuned["report"],
+                                           "seconds": time.perf_counter() - t0}
+    else:
+        from recomart.models.hybrid import DEFAULT_HYBRID_PARAMS
+
+        params = {**DEFAULT_HYBRID_PARAMS, **params}
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        say(f"fitting {name}")
+        model = make_model(name, params, seed)
+        t0 = time.perf_counter()
+        if name == "hybrid":
+            model.fit(split.train, products, users, user_features=user_features,
+                      item_features=item_features, relevance=relevance)
+        else:
+            model.fit(split.train, products, users)
+        fit_s = time.perf_counter() - t0
+        say(f"evaluating {name}")
+        t0 = time.perf_counter()
+        recs = model.recommend(eval_users, n=20)
+        eval_s = time.perf_counter() - t0
+        metrics = ranking_metrics(recs, relevant, n_catalog=len(model.item_ids))
+        results[name] = {**metrics, "fit_seconds": round(fit_s, 3), "eval_seconds": round(eval_s, 3)}
+        if name == "hybrid":
+            results[name]["training"] = model.training_info_
+        log.info("%s: %s", name, results[name])
+    events = interactions
+    has_ratings = "rating" in events and events["rating"].notna().any()
+    if rating_folds > 0 and has_ratings and "svd" in results:
+        from recomart.models.svd import DEFAULT_SVD_PARAMS, rating_cv
+
+        rated = events.loc[events["rating"].notna()]
+        say(f"SVD rating {rating_folds}-fold CV (tuned and Surprise default)")
+        t0 = time.perf_counter()
+        cv = rating_cv(rated, params["svd"] or DEFAULT_SVD_PARAMS, folds=rating_folds, seed=seed)
+        default = rating_cv(rated, {"n_factors": 100, "n_epochs": 20, "lr_all": 0.005,
+                                    "reg_all": 0.02}, folds=rating_folds, seed=seed)
+        results["svd"].update({"rmse": cv["rmse"], "mae": cv["mae"], "cv_folds": rating_folds,
+                               "rmse_surprise_default": default["rmse"],
+                               "mae_surprise_default": default["mae"],
+                               "cv_seconds": round(time.perf_counter() - t0, 3)})
+    return {"models": results, "params": params, "tuning": tuning,
+            "split": {"train_events": len(split.train), "test_pairs": len(split.test),
+                      "relevant_pairs": len(relevant), "eval_users": len(eval_users),
+                      "relevance": relevance if isinstance(relevance, str) else "custom"}}
+
+
+def evaluate_interactions(interactions: pd.DataFrame, products: pd.DataFrame | None = None,
+                          users: pd.DataFrame | None = None, relevance: Relevance = "auto",
+                          **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """``{model_name: {metric: value, ..., "fit_seconds", "eval_seconds"}}`` on the protocol."""
+    return evaluate_models(interactions, products, users, relevance=relevance, **kwargs)["models"]
+
+
+def evaluate_movielens(path: Path | str, folds: int = 5, seed: int = 42,
+                       models: Sequence[str] | None = None,
+                       progress: Progress | None = None) -> dict[str, Any]:
+    """The protocol on a MovieLens folder: ``{"dataset", "protocol", "models", "params", ...}``."""
+    from recomart.models.data import interactions_from_tables
+    from recomart.sources.movielens import load_movielens
+
+    tables = load_movielens(path)
+    events = interactions_from_tables(tables)
+    out = evaluate_models(events, tables["products"], tables["users"], relevance="rating",
+                          models=models, seed=seed, rating_folds=folds, progress=progress)
+    return {"dataset": {"path": str(path), "name": Path(path).name, "events": len(events),
+                        "users": int(events["user_id"].nunique()),
+                        "items": int(events["product_id"].nunique())},
+            "protocol": {**PROTOCOL, "seed": seed, "rating_cv_folds": folds},
+            **out}

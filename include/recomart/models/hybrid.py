@@ -1,0 +1,265 @@
+"""The hybrid recommender: multi-source candidates re-ranked by XGBoost, with cold-start paths.
+
+Training has two stages. (1) A per-user time split of the training data (same rule as the
+evaluation protocol) gives a validation period: candidate sources are fitted on the earlier part,
+candidates for the validation users are labelled by what they engaged with later, and the
+XGBoost ranker learns from those. (2) The sources and feature statistics are refitted on all
+training data and the ranker scores their candidates.
+
+Cold start: unknown users get recency-weighted popular items of their segment (region, gender,
+age band: the finest segment with enough users), else global; items without interactions are
+reachable through content similarity (``similar_items``, ``audience`` and ``new_item_slots``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recomart.models.base import Recommender, batches, empty_recs, top_n
+from recomart.models.candidates import CandidateSources
+from recomart.models.cold_start import SegmentPopularity
+from recomart.models.content import ContentModel
+from recomart.models.data import normalize_events, to_pairs
+from recomart.models.ranker import Ranker
+from recomart.models.ranker_features import FeatureBuilder
+from recomart.models.split import Relevance, resolve_relevance, temporal_split
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HYBRID_PARAMS: dict[str, Any] = {
+    "candidates": {"ease": 100, "svd": 30, "cooc": 50, "content": 30, "pop": 30},
+    "ease_lam": 400.0, "ease_max_items": 4000, "svd": None, "ranker": None, "ranker_grid": None,
+    "max_ranker_users": 10000, "holdout": 0.2, "cooc_neighbours": 100,
+    "cold_half_life_days": 30.0, "min_segment_users": 20, "similar_content_weight": 0.3,
+}
+
+
+
+def _products_or_ids(products: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
+    if products is not None and len(products):
+        return products
+    ids = np.unique(events["product_id"].to_numpy())
+    return pd.DataFrame({"product_id": ids, "title": ids.astype(str), "category": "?"})
+
+
+class HybridRecommender(Recommender):
+    """Candidates (EASE, SVD, co-occurrence, content, popularity) + XGBoost re-ranking."""
+
+    name = "hybrid"
+    batch_size = 1024
+
+    def __init__(self, params: dict[str, Any] | None = None, seed: int = 42) -> None:
+        self.params = {**DEFAULT_HYBRID_PARAMS, **(params or {})}
+        self.seed = seed
+
+    # ---- training --------------------------------------------------------------------------
+    def _sources(self, content: ContentModel) -> CandidateSources:
+        p = self.params
+        return CandidateSources(ease_lam=p["ease_lam"], ease_max_items=p["ease_max_items"],
+                                svd_params=p["svd"], cooc_neighbours=p["cooc_neighbours"],
+                                seed=self.seed)
+
+    def fit(self, interactions: pd.DataFrame, products: pd.DataFrame | None = None,
+            users: pd.DataFrame | None = None, user_features: pd.DataFrame | None = None,
+            item_features: pd.DataFrame | None = None,
+            relevance: Relevance = "auto") -> HybridRecommender:
+        self.timings_: dict[str, float] = {}
+        events = normalize_events(interactions)
+        relevance = resolve_relevance(events, relevance)
+        products = _products_or_ids(products, events)
+        with self._timed("content_fit"):
+            self.content_ = ContentModel().fit(products)
+        self._fit_ranker(events, products, relevance, user_features, item_features)
+        with self._timed("final_sources_fit"):
+            pairs = to_pairs(events)
+            self.sources_ = self._sources(self.content_).fit(pairs, products, content=self.content_)
+        self.timings_.update({f"final_{k}": v for k, v in self.sources_.timings_.items()})
+        self.im_ = self.sources_.im_
+        self.popularity_ = self.sources_.popularity_
+        with self._timed("final_features_fit"):
+            self.features_ = FeatureBuilder().fit(pairs, products, self.im_, user_features,
+                                                  item_features)
+            self.cold_ = SegmentPopularity(self.params["cold_half_life_days"],
+                                           self.params["min_segment_users"]).fit(pairs, users, self.im_)
+        self.new_items_ = np.setdiff1d(self.content_.product_ids_, self.im_.item_ids)
+        return self
+
+    def _timed(self, stage: str):
+        """Context manager adding the wall time of a block to ``timings_`` (for logs/benchmarks)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def block():
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.timings_[stage] = round(time.perf_counter() - t0, 3)
+        return block()
+
+    def _fit_ranker(self, events, products, relevance, user_features, item_features) -> None:
+        with self._timed("ranker_split"):
+            inner = temporal_split(events, holdout=self.params["holdout"], relevance=relevance)
+        with self._timed("ranker_sources_fit"):
+            src = self._sources(self.content_).fit(to_pairs(inner.train), products,
+                                                   content=self.content_)
+        self.timings_.update({f"ranker_{k}": v for k, v in src.timings_.items()})
+        test = inner.test.loc[src.im_.user_index(inner.test["user_id"].to_numpy()) >= 0]
+        users = np.unique(test.loc[test["relevant"], "user_id"].to_numpy())
+        if len(users) == 0:
+            raise ValueError("no user has a relevant item in the ranker's validation period")
+        rng = np.random.default_rng(self.seed)
+        if len(users) > self.params["max_ranker_users"]:
+            users = np.sort(rng.choice(users, self.params["max_ranker_users"], replace=False))
+        with self._timed("ranker_candidates"):
+            cands = src.candidates(users, self.params["candidates"])
+        held = test.set_index(["user_id", "product_id"])["relevant"]
+        key = pd.MultiIndex.from_frame(cands[["user_id", "product_id"]])
+        label = held.reindex(key).to_numpy()
+        # Graded: 2 = relevant later, 1 = engaged later but not relevant, 0 = no engagement.
+        y = np.where(pd.isna(label), 0, np.where(label == True, 2, 1)).astype(np.float32)  # noqa: E712
+        with self._timed("ranker_features"):
+            fb = FeatureBuilder().fit(to_pairs(inner.train), products, src.im_, user_features,
+                                      item_features)
+            x = fb.transform(cands)
+        has_pos = pd.Series(y >= 2).groupby(cands["user_id"].to_numpy()).transform("any").to_numpy()
+        with self._timed("ranker_fit"):
+            self.ranker_ = Ranker(self.params["ranker"], seed=self.seed,
+                                  grid=self.params["ranker_grid"]).fit(
+                x.loc[has_pos].reset_index(drop=True), y[has_pos],
+                cands["user_id"].to_numpy()[has_pos])
+        n_relevant = int(test.loc[test["user_id"].isin(users), "relevant"].sum())
+        recall = (y >= 2).sum() / max(n_relevant, 1)
+        self.training_info_ = {"ranker_users": len(users), "ranker_rows": int(has_pos.sum()),
+                               "candidate_recall": float(recall),
+                               "ranker_choice": self.ranker_.best_,
+                               "ranker_search": self.ranker_.search_}
+        log.info("hybrid ranker trained: %s", self.training_info_)
+
+    # ---- serving ---------------------------------------------------------------------------
+    def _recommend_rows(self, users: np.ndarray, rows: np.ndarray, n: int,
+                        exclude_seen: bool) -> pd.DataFrame:
+        cands = self.sources_.candidates(users, self.params["candidates"])
+        if len(cands) == 0:
+            return empty_recs()
+        score = self.ranker_.predict(self.features_.transform(cands))
+        out = pd.DataFrame({"user_id": cands["user_id"].to_numpy(),
+                            "product_id": cands["product_id"].to_numpy(),
+                            "score": score.astype("float64")})
+        out = out.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
+        out["rank"] = out.groupby("user_id").cumcount() + 1
+        return out.loc[out["rank"] <= n].reset_index(drop=True).astype({"rank": "int64"})
+
+    def recommend(self, user_ids, n: int = 10, exclude_seen: bool = True,
+                  users: pd.DataFrame | None = None, new_item_slots: int = 0) -> pd.DataFrame:
+        """Top-n per user. ``users`` gives demographics of new users for segment popularity;
+        ``new_item_slots`` reserves the last slots for items without interactions (content).
+        Candidates are always unseen items, so ``exclude_seen=False`` changes nothing here."""
+        self._request_users = users
+        try:
+            recs = super().recommend(user_ids, n=n, exclude_seen=exclude_seen)
+        finally:
+            self._request_users = None
+        if new_item_slots > 0 and len(self.new_items_) and len(recs):
+            recs = self._with_new_items(recs, n, new_item_slots)
+        return recs
+
+    def _with_new_items(self, recs: pd.DataFrame, n: int, slots: int) -> pd.DataFrame:
+        users = np.unique(recs["user_id"].to_numpy())
+        rows = self.im_.user_index(users)
+        known = rows >= 0
+        if not known.any():
+            return recs
+        sims = self.content_.similarity(self.sources_.profiles_[rows[known]], self.new_items_)
+        idx, sc = top_n(sims.astype(np.float64), slots)
+        new = pd.DataFrame({"user_id": np.repeat(users[known], idx.shape[1]),
+                            "product_id": self.new_items_[idx.ravel()], "score": sc.ravel()})
+        new = new.loc[new["score"] > 0]
+        keep = recs.loc[recs["rank"] <= n - slots]
+        out = pd.concat([keep, new.assign(rank=0)], ignore_index=True)
+        out["rank"] = out.groupby("user_id").cumcount() + 1
+        return out.astype({"rank": "int64"})
+
+    def cold_start(self, user_ids: np.ndarray, n: int) -> pd.DataFrame:
+        """Segment-aware, recency-weighted popular items for users without history."""
+        return self.cold_.recommend(user_ids, n, users=getattr(self, "_request_users", None))
+
+    def similar_items(self, product_ids, n: int = 10, batch_size: int = 512) -> pd.DataFrame:
+        """Co-occurrence + content neighbours among trained items (content only for new items)."""
+        product_ids = np.asarray(product_ids, dtype="int64")
+        frames = [self._similar_block(product_ids[sl], n)
+                  for sl in batches(len(product_ids), batch_size)]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return pd.DataFrame({"product_id": pd.Series([], dtype="int64"),
+                                 "similar_product_id": pd.Series([], dtype="int64"),
+                                 "score": pd.Series([], dtype="float64"),
+                                 "rank": pd.Series([], dtype="int64")})
+        return pd.concat(frames, ignore_index=True)
+
+    def _similar_block(self, product_ids: np.ndarray, n: int) -> pd.DataFrame:
+        content = self.content_.similarity(self.content_.vectors(product_ids), self.item_ids)
+        scores = self.params["similar_content_weight"] * content.astype(np.float64)
+        rows = self.im_.item_index(product_ids)
+        known = rows >= 0
+        if known.any():
+            scores[known] += self.sources_.cooc_[rows[known]].toarray()
+        scores[self.item_ids[None, :] == product_ids[:, None]] = -np.inf
+        scores[scores <= 0] = -np.inf
+        idx, sc = top_n(scores, n)
+        valid = np.isfinite(sc)
+        src = np.repeat(product_ids, idx.shape[1]).reshape(idx.shape)
+        return pd.DataFrame({"product_id": src[valid], "similar_product_id": self.item_ids[idx[valid]],
+                             "score": sc[valid],
+                             "rank": np.cumsum(valid, axis=1)[valid].astype("int64")})
+
+    def audience(self, product_ids, n: int = 100, batch_size: int = 256) -> pd.DataFrame:
+        """Top-n users most likely to engage with each product (who have not yet).
+
+        EASE propensity for modelled items; content similarity of user profiles otherwise.
+        """
+        product_ids = np.asarray(product_ids, dtype="int64")
+        ease = self.sources_.ease_
+        x = self.im_.matrix
+        x_ease = x[:, ease.cols_].tocsr()
+        xt = x.T.tocsr()
+        cols = self.im_.item_index(product_ids)
+        ease_pos = np.searchsorted(ease.cols_, np.maximum(cols, 0))
+        ease_pos = np.minimum(ease_pos, len(ease.cols_) - 1)
+        in_ease = (cols >= 0) & (ease.cols_[ease_pos] == cols)
+        frames = []
+        for sl in batches(len(product_ids), batch_size):
+            pids, col, pos, ok = product_ids[sl], cols[sl], ease_pos[sl], in_ease[sl]
+            score = np.full((len(pids), x.shape[0]), -np.inf)
+            if ok.any():
+                score[ok] = np.asarray(x_ease @ ease.weights_[:, pos[ok]]).T
+            if (~ok).any():
+                sim = self.content_.similarity(self.sources_.profiles_, pids[~ok]).T
+                score[~ok] = np.where(sim > 0, sim, -np.inf)
+            known = np.flatnonzero(col >= 0)
+            if len(known):
+                seen = xt[col[known]]
+                r, c = seen.nonzero()
+                score[known[r], c] = -np.inf
+            idx, sc = top_n(score, n)
+            valid = np.isfinite(sc)
+            frames.append(pd.DataFrame({
+                "product_id": np.repeat(pids, idx.shape[1]).reshape(idx.shape)[valid],
+                "user_id": self.im_.user_ids[idx[valid]], "score": sc[valid],
+                "rank": np.cumsum(valid, axis=1)[valid].astype("int64")}))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["product_id", "user_id", "score", "rank"])
+
+
+def train_hybrid(interactions: pd.DataFrame, products: pd.DataFrame | None = None,
+                 users: pd.DataFrame | None = None, user_features: pd.DataFrame | None = None,
+                 item_features: pd.DataFrame | None = None, params: dict[str, Any] | None = None,
+                 seed: int = 42, relevance: Relevance = "auto") -> HybridRecommender:
+    """Fit the hybrid on all given interactions (``params`` e.g. from ``evaluate_models``)."""
+    return HybridRecommender(params, seed=seed).fit(interactions, products, users, user_features,
+                                                    item_features, relevance=relevance)

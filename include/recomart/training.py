@@ -1,0 +1,330 @@
+"""The training stages the training DAG calls: load → train and evaluate → register and promote →
+publish (+ model report). Each is ``stage(lake, ds, ...) -> dict`` (small JSON) and idempotent:
+
+- ``load_training_data`` pins the curated and feature table versions it saw;
+- ``train_and_evaluate`` re-reads exactly those versions, evaluates every model on one time-based
+  holdout, fits the hybrid on everything and logs it all to MLflow; a re-run with the same inputs
+  and parameters reuses the finished MLflow run instead of training again;
+- ``register_and_promote`` registers that run's model once and applies the promotion rule;
+- ``publish`` rewrites the candidate's serving folder and points ``serving/latest.json`` at the
+  champion's.
+
+Point in time: interactions are cut at the end of ``ds``; external features for the final model
+come from the snapshot as of the end of ``ds``, and for the evaluation from snapshots older than
+each user's holdout cut-off (so offline metrics never see holdout-period features).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recomart import registry
+from recomart.config import get_settings
+from recomart.lake import Lake, LakeError
+from recomart.tables import DATASETS
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = registry.HYBRID_MODEL
+EXPERIMENT = registry.TRAINING_EXPERIMENT
+INTERACTION_TABLES = ("ratings", "clickstream", "orders")
+ENTITY_TABLES = ("users", "products")
+FEATURE_TABLES = {"user_features": "user_id", "item_features": "product_id"}
+DAY = pd.Timedelta(days=1)
+
+
+def as_of(ds: str) -> pd.Timestamp:
+    """Exclusive cut-off of ``ds``: midnight UTC after it (same rule as the feature store)."""
+    return pd.Timestamp(ds, tz="UTC") + DAY
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+def _read_curated(lake: Lake, dataset: str, version: int | None, cut: pd.Timestamp) -> pd.DataFrame:
+    """Curated rows at ``version``, latest row per key, events strictly before ``cut``."""
+    spec = DATASETS[dataset]
+    if version is None:
+        kinds = {"int": "int64", "float": "float64", "str": "object", "timestamp": "datetime64[us, UTC]",
+                 "date": "datetime64[us, UTC]"}
+        return pd.DataFrame({c: pd.Series(dtype=kinds[k]) for c, k in spec.columns.items()})
+    df = lake.read_table("curated", dataset, version=version)
+    if "_ds" in df.columns and len(df):
+        df = df.sort_values("_ds", kind="stable").drop_duplicates(list(spec.key), keep="last")
+    if "timestamp" in spec.columns:
+        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+        df = df[df["timestamp"] < cut]
+    return df[list(spec.columns)].reset_index(drop=True)
+
+
+def _version(lake: Lake, zone: str, name: str) -> int | None:
+    try:
+        return lake.table_version(zone, name)
+    except LakeError:
+        return None
+
+
+def _numeric_features(lake: Lake, table: str, key: str) -> list[str]:
+    skip = {key, "feature_timestamp", "_ds", "_run_id"}
+    numeric = ("int", "float", "double", "bool", "decimal")
+    return [n for n, t in lake.table_schema("features", table)
+            if n not in skip and t.startswith(numeric)]
+
+
+@dataclass
+class TrainingInputs:
+    """Everything the models are fitted on, read back at the pinned versions."""
+
+    events: pd.DataFrame
+    users: pd.DataFrame
+    products: pd.DataFrame
+    feature_refs: dict[str, list[str]]
+
+
+def read_inputs(lake: Lake, data: dict[str, Any]) -> TrainingInputs:
+    from recomart.models.data import interactions_from_tables
+
+    cut = pd.Timestamp(data["as_of"])
+    frames = {t: _read_curated(lake, t, data["tables"][t]["version"], cut)
+              for t in (*INTERACTION_TABLES, *ENTITY_TABLES)}
+    users = frames["users"]
+    if len(users):
+        signup = pd.to_datetime(users["signup_date"], utc=True)
+        users = users[signup.isna() | (signup < cut)].reset_index(drop=True)
+    events = interactions_from_tables({t: frames[t] for t in INTERACTION_TABLES})
+    refs = {t: info["columns"] for t, info in data.get("features", {}).items()}
+    return TrainingInputs(events, users, frames["products"], refs)
+
+
+def point_in_time_features(lake: Lake, refs: dict[str, list[str]],
+                           at: pd.Series | pd.Timestamp, ids: dict[str, np.ndarray]
+                           ) -> dict[str, pd.DataFrame | None]:
+    """``{"user_features": frame, "item_features": frame}`` from the feature store, each entity
+    row joined to the latest snapshot at or before its time ``at`` (a per-user Series or one time)."""
+    from recomart.features import FeatureStore
+
+    store = FeatureStore(lake)
+    out: dict[str, pd.DataFrame | None] = {t: None for t in FEATURE_TABLES}
+    for table, columns in refs.items():
+        key = FEATURE_TABLES[table]
+        if not columns or len(ids[key]) == 0:
+            continue
+        entity = pd.DataFrame({key: ids[key]})
+        if isinstance(at, pd.Series) and key == "user_id":
+            entity["event_timestamp"] = entity[key].map(at).fillna(at.max())
+        else:
+            entity["event_timestamp"] = at.min() if isinstance(at, pd.Series) else at
+        frame = store.get_historical_features(entity, [f"{table}:{c}" for c in columns])
+        out[table] = frame.drop(columns="event_timestamp")
+    return out
+
+
+def load_training_data(lake: Lake, ds: str) -> dict[str, Any]:
+    """Pin the curated and feature table versions to train on; fail early when there is no data."""
+    cut = as_of(ds)
+    tables: dict[str, Any] = {}
+    for t in (*INTERACTION_TABLES, *ENTITY_TABLES):
+        version = _version(lake, "curated", t)
+        rows = len(_read_curated(lake, t, version, cut)) if version is not None else 0
+        tables[t] = {"version": version, "rows": rows}
+    if not any(tables[t]["rows"] for t in INTERACTION_TABLES):
+        raise ValueError(f"no curated interactions before {cut} in {lake.root}: run the batch DAG first")
+    features: dict[str, Any] = {}
+    for table, key in FEATURE_TABLES.items():
+        version = _version(lake, "features", table)
+        if version is None:
+            log.warning("feature table %s missing: the hybrid trains on its own features only", table)
+            continue
+        features[table] = {"version": version, "columns": _numeric_features(lake, table, key)}
+    data = {"ds": ds, "as_of": cut.isoformat(), "tables": tables, "features": features}
+    data["fingerprint"] = _fingerprint(data)
+    log.info("training data %s: %s", ds, {t: i["rows"] for t, i in tables.items()})
+    return data
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---- train and evaluate ----------------------------------------------------------------------
+def _log_model_results(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    clean = {m: {registry.metric_key(k): float(v) for k, v in r.items()
+                 if isinstance(v, int | float) and not isinstance(v, bool)}
+             for m, r in results.items()}
+    registry.log_model_metrics(clean)
+    return clean
+
+
+def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
+                       model_params: dict[str, Any] | None = None, rating_folds: int = 3,
+                       airflow_run_id: str | None = None) -> dict[str, Any]:
+    """Evaluate all models on one holdout, fit the hybrid on all data, log everything to MLflow.
+
+    Hyper-parameters are tuned on the training part of the split (EASE lambda, SVD), then
+    ``model_params`` overrides win (``{"tune": false}`` skips tuning: defaults + overrides).
+    Returns ``{run_id, model_uri, metrics, ...}``.
+    """
+    from recomart.models.evaluate import evaluate_models
+    from recomart.models.evaluate import tune as tune_params
+    from recomart.models.hybrid import train_hybrid
+    from recomart.models.split import resolve_relevance, temporal_split
+    from recomart.reports.model import metrics_chart
+
+    settings = get_settings()
+    overrides = dict(model_params or {})
+    tune = bool(overrides.pop("tune", True))
+    key = {"recomart.ds": ds, "recomart.fingerprint":
+           _fingerprint({"data": data["fingerprint"], "params": model_params or {},
+                         "seed": settings.seed, "folds": rating_folds})}
+    reused = registry.find_run(EXPERIMENT, key)
+    if reused:
+        run = registry.get_run(reused)
+        log.info("reusing finished MLflow run %s for %s (same inputs and parameters)", reused, ds)
+        return _train_summary(ds, reused, run["tags"]["recomart.model_uri"], run["metrics"],
+                              reused=True)
+
+    inputs = read_inputs(lake, data)
+    started = time.perf_counter()
+    split = temporal_split(inputs.events)
+    user_ids = inputs.events["user_id"].unique()
+    item_ids = inputs.events["product_id"].unique()
+    ids = {"user_id": np.union1d(user_ids, inputs.users["user_id"].to_numpy()),
+           "product_id": np.union1d(item_ids, inputs.products["product_id"].to_numpy())}
+    eval_feats = point_in_time_features(lake, inputs.feature_refs, split.cutoff, ids)
+    final_feats = point_in_time_features(lake, inputs.feature_refs, pd.Timestamp(data["as_of"]), ids)
+
+    tags = {**key, "recomart.airflow_run_id": airflow_run_id or "", "ds": ds}
+    with registry.start_run(EXPERIMENT, run_name=f"training-{ds}", tags=tags) as run:
+        run_id = run.info.run_id
+        tuning: dict[str, Any] = {}
+        params: dict[str, Any] = dict(overrides)
+        if tune:
+            t0 = time.perf_counter()
+            tuned = tune_params(split.train, resolve_relevance(inputs.events), seed=settings.seed)
+            params = {**tuned["params"], **overrides}
+            tuning = {**tuned["report"], "seconds": round(time.perf_counter() - t0, 2)}
+        evaluation = evaluate_models(
+            inputs.events, inputs.products, inputs.users, params=params, seed=settings.seed,
+            rating_folds=rating_folds, user_features=eval_feats["user_features"],
+            item_features=eval_feats["item_features"])
+        evaluation["tuning"] = tuning
+        params = evaluation["params"]
+        results = _log_model_results(evaluation["models"])
+        headline = results["hybrid"]
+        registry.log_params({
+            "ds": ds, "as_of": data["as_of"], "seed": settings.seed, "rating_folds": rating_folds,
+            **{f"curated.{t}.version": i["version"] for t, i in data["tables"].items()},
+            **{f"features.{t}.version": i["version"] for t, i in data["features"].items()},
+            **{f"split.{k}": v for k, v in evaluation["split"].items()},
+            "forced_params": model_params or {},
+            **{f"hybrid.{k}": v for k, v in params.items()},
+        })
+        registry.log_dict({"models": evaluation["models"], "split": evaluation["split"],
+                           "tuning": evaluation.get("tuning", {}), "params": params},
+                          "evaluation/evaluation.json")
+        registry.log_dict(data, "evaluation/training_data.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            png = Path(tmp) / "metrics_by_model.png"
+            png.write_bytes(metrics_chart(results))
+            registry.log_artifact(png, "plots")
+
+        model = train_hybrid(inputs.events, inputs.products, inputs.users,
+                             user_features=final_feats["user_features"],
+                             item_features=final_feats["item_features"], params=params,
+                             seed=settings.seed)
+        known = [int(u) for u in np.sort(user_ids)[:2]]
+        example = pd.DataFrame({"user_id": [*known, int(ids["user_id"].max()) + 1]})
+        headline = {**headline, "train_seconds": round(time.perf_counter() - started, 2)}
+        model_uri = registry.log_model_artifact(model, example, metrics=headline)
+    return _train_summary(ds, run_id, model_uri, headline, reused=False)
+
+
+def _train_summary(ds: str, run_id: str, model_uri: str, metrics: dict[str, float], *,
+                   reused: bool) -> dict[str, Any]:
+    headline = {k: v for k, v in metrics.items() if "." not in k}
+    return {"ds": ds, "run_id": run_id, "model_uri": model_uri, "reused_run": reused,
+            "metrics": {k: round(float(v), 6) for k, v in headline.items()}}
+
+
+# ---- register and promote --------------------------------------------------------------------
+def register_and_promote(lake: Lake, ds: str, trained: dict[str, Any], *,
+                         margin: float | None = None) -> dict[str, Any]:
+    """Register the run's model as ``recomart_hybrid`` (once per run) and apply the promotion rule."""
+    version = registry.find_version(MODEL_NAME, {"run_id": trained["run_id"]})
+    if version is None:
+        version = registry.register_model(trained["model_uri"], MODEL_NAME, run_id=trained["run_id"],
+                                          tags={"ds": ds})
+    decision = registry.promote_if_better(MODEL_NAME, version.version, margin=margin)
+    return {"ds": ds, "run_id": trained["run_id"], **decision}
+
+
+# ---- publish ---------------------------------------------------------------------------------
+def _serving_ids(lake: Lake, data: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """Every known user (including ones without interactions: cold start) and every product."""
+    inputs = read_inputs(lake, data)
+    users = np.union1d(inputs.users["user_id"].to_numpy(), inputs.events["user_id"].to_numpy())
+    products = np.union1d(inputs.products["product_id"].to_numpy(),
+                          inputs.events["product_id"].to_numpy())
+    return [int(u) for u in users], [int(p) for p in products]
+
+
+def publish(lake: Lake, ds: str, data: dict[str, Any], decision: dict[str, Any], *,
+            top_n: int | None = None) -> dict[str, Any]:
+    """Publish the candidate's outputs, make sure the champion's exist, point latest.json at them."""
+    from recomart import publishing
+
+    users, products = _serving_ids(lake, data)
+    n = top_n or get_settings().top_n
+    published = []
+    candidate = int(decision["candidate_version"])
+    champion = decision["champion_version"]
+    for version in dict.fromkeys([candidate, champion]):
+        if version is None:
+            continue
+        if version != candidate and publishing.is_published(lake, MODEL_NAME, version):
+            continue  # an earlier run published the champion already
+        model = registry.load_version_recommender(MODEL_NAME, version)
+        manifest = publishing.publish_model_outputs(
+            lake, model, MODEL_NAME, version, user_ids=users, product_ids=products, n=n, ds=ds,
+            run_id=decision["run_id"] if version == candidate else None)
+        published.append({"version": version, "rows": {k: v["rows"]
+                                                        for k, v in manifest["outputs"].items()}})
+    champion_metrics = registry.get_champion(MODEL_NAME)
+    latest = publishing.point_latest(
+        lake, MODEL_NAME, champion, champion_metric=decision.get("metric"),
+        champion_value=(champion_metrics[1].get(decision["metric"]) if champion_metrics else None))
+    return {"ds": ds, "published": published, "latest": latest["path"],
+            "champion_version": champion, "users": len(users), "products": len(products)}
+
+
+# ---- report ----------------------------------------------------------------------------------
+def results_from_run(run: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{model: {metric: value}}`` back from a run's ``<model>.<metric>`` metrics."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in run["metrics"].items():
+        model, sep, metric = key.partition(".")
+        if sep and model != "promotion":
+            out.setdefault(model, {})[metric] = value
+    return out
+
+
+def model_report(lake: Lake, ds: str, trained: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+    """Build the model PDF from the MLflow run and attach it to the run as an artifact."""
+    from recomart.reports.model import build_model_report
+
+    run = registry.get_run(trained["run_id"])
+    training = {"ds": ds, "model_uri": trained["model_uri"],
+                **{k: v for k, v in run["params"].items() if k.startswith(("curated.", "features.",
+                                                                             "split."))}}
+    path = build_model_report(lake, ds, results=results_from_run(run), decision=decision,
+                              training=training, run_id=trained["run_id"])
+    registry.log_artifact(path, "reports", run_id=trained["run_id"])
+    return {"ds": ds, "report": str(path.relative_to(lake.root)), "run_id": trained["run_id"]}

@@ -3,8 +3,8 @@
 
 Daily batch run for one logical date `ds`:
 
-1. **merge_speed_layer**: merge the Faust speed-zone landings into Delta `speed/clickstream_master`
-   (dedup by `event_id`), when the streaming module is installed.
+1. **merge_speed_layer**: merge the Faust speed-zone landings since the last watermark into Delta
+   `speed/clickstream_master` (dedup by `event_id`; re-running merges nothing new).
 2. **ingest_csv** / **ingest_catalog**: land `<dataset>.csv` from `RECOMART_SOURCE_DIR` and the
    product-catalog API's pages in the raw zone, unchanged, with `_manifest.json` (sha256, rows).
    The catalog URL comes from the Airflow connection `recomart_catalog_api` (its host, or
@@ -75,12 +75,6 @@ def _catalog_url() -> str | None:
     return f"{conn.schema or 'http'}://{host}{port}"
 
 
-def _optional(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 @dag(
     dag_id=BATCH_DAG_ID,
     schedule="@daily",
@@ -94,8 +88,6 @@ def _optional(module: str) -> bool:
 def recomart_batch() -> None:
     @task(inlets=[Asset(**lake_asset("speed", "clickstream"))], outlets=[SPEED_MASTER])
     def merge_speed_layer() -> dict[str, Any]:
-        if not _optional("recomart.streaming.merge"):
-            return {"status": "skipped", "reason": "recomart.streaming.merge not installed"}
         from recomart.lake import Lake
         from recomart.streaming.merge import merge_speed_events
 
@@ -131,18 +123,14 @@ def recomart_batch() -> None:
                                   "curated_version")} for n, d in summary["datasets"].items()}}
 
     @task(inlets=CURATED_ASSETS, outlets=[Asset(**lake_asset("reports", "latest/data_quality.pdf"))])
-    def quality_report(validation: dict) -> str | None:
-        if not _optional("recomart.reports.quality"):
-            return None
+    def quality_report(validation: dict) -> str:
         from recomart.lake import Lake
         from recomart.reports.quality import build_quality_report
 
         return str(build_quality_report(Lake(), _ds()))
 
     @task(inlets=CURATED_ASSETS, outlets=[Asset(**lake_asset("reports", "latest/eda.pdf"))])
-    def eda_report(validation: dict) -> str | None:
-        if not _optional("recomart.reports.eda"):
-            return None
+    def eda_report(validation: dict) -> str:
         from recomart.lake import Lake
         from recomart.reports.eda import build_eda_report
 

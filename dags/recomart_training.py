@@ -39,6 +39,7 @@ TRAINING_INPUTS = [*(Asset(**lake_asset("curated", t))
                    *FEATURE_ASSETS]
 SERVING_OUTPUTS = [Asset(**lake_asset("serving", MODEL_NAME)), Asset(**lake_asset("serving", "latest.json"))]
 MODEL_REPORT = Asset(**lake_asset("reports", "latest/model.pdf"))
+MODEL = Asset(**lake_asset("mlflow", MODEL_NAME))  # the registered model's versions
 
 
 def _ds() -> str:
@@ -85,7 +86,7 @@ def recomart_training() -> None:
 
         return stage(Lake(), _ds())
 
-    @task
+    @task(inlets=TRAINING_INPUTS, outlets=[MODEL])
     def train_and_evaluate(data: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import train_and_evaluate as stage
@@ -94,14 +95,14 @@ def recomart_training() -> None:
         return stage(Lake(), _ds(), data, model_params=params.get("force_model_params") or None,
                      airflow_run_id=_run_id())
 
-    @task
+    @task(inlets=[MODEL], outlets=[MODEL])
     def register_and_promote(trained: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import register_and_promote as stage
 
         return stage(Lake(), _ds(), trained)
 
-    @task(outlets=SERVING_OUTPUTS)
+    @task(inlets=[MODEL], outlets=SERVING_OUTPUTS)
     def publish(data: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import publish as stage

@@ -67,3 +67,16 @@ def test_ml_latest_small(movielens_dir, tmp_path):
     back = pd.read_csv(tmp_path / "src" / "ratings.csv")
     assert list(back.columns) == list(DATASETS["ratings"].columns)
     assert back["timestamp"].str.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$").all()
+
+
+def test_cli_converts_a_movielens_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from recomart.cli import app
+
+    _write_100k(tmp_path / "ml")
+    result = CliRunner().invoke(app, ["movielens", str(tmp_path / "ml"), "--out", str(tmp_path / "src")])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "src" / "ratings.csv")) == 3
+    bad = CliRunner().invoke(app, ["movielens", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "not a MovieLens folder" in " ".join(bad.output.split())

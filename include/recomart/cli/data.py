@@ -85,3 +85,29 @@ def catalog_api(
         raise typer.Exit(2) from exc
     console.print(f"catalog API on http://{host}:{port}/products (from {products}); Ctrl-C to stop")
     uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+@app.command("movielens")
+def movielens(
+    path: Path = typer.Argument(..., help="A MovieLens folder (ratings.csv+movies.csv, u.data+u.item, "
+                                          "or ratings.dat+movies.dat)"),
+    out: Path = typer.Option(..., "--out", help="Folder to write the canonical <dataset>.csv files to"),
+) -> None:
+    """Convert a MovieLens folder into the pipeline's source CSVs (then point RECOMART_SOURCE_DIR at it)."""
+    from rich.table import Table
+
+    from recomart.sources.movielens import MovieLensFormatError, write_movielens_sources
+
+    try:
+        counts = write_movielens_sources(path, out)
+    except MovieLensFormatError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from exc
+    table = Table(title=f"MovieLens {path} -> {out}")
+    table.add_column("dataset")
+    table.add_column("rows", justify="right")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    console.print(f"next: RECOMART_SOURCE_DIR={out} .venv/bin/recomart run recomart_batch "
+                  "--date <YYYY-MM-DD>")

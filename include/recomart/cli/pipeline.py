@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 
@@ -63,6 +64,8 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
          stream_events: int = typer.Option(5000, help="Clickstream events sent through Kafka"),
          date: str = typer.Option(None, "--date", help="Logical date (default: today, UTC)"),
          no_stream: bool = typer.Option(False, "--no-stream", help="Skip the speed layer"),
+         source_dir: Path = typer.Option(None, "--source-dir",
+                                         help="Where to write the generated shop (default .demo/)"),
          ) -> None:
     """Run the whole pipeline end to end on the embedded default and print where outputs are."""
     import time
@@ -73,7 +76,7 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
     from recomart.demo import DemoOptions, run_demo
 
     opts = DemoOptions(users=users, products=products, days=days, stream_events=stream_events,
-                       with_stream=not no_stream)
+                       with_stream=not no_stream, source_dir=source_dir)
     if date:
         opts.ds = date
     started = time.monotonic()

@@ -35,6 +35,9 @@ def airflow_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
     env.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "120")
+    # A local install should run what the user triggers, and the Asset-scheduled training DAG
+    # only fires when unpaused: start DAGs unpaused (Airflow's default pauses them).
+    env.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     env["RECOMART_LAKE_ROOT"] = str(settings.lake_root)
     env["PATH"] = f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}"
     env.update(lineage_env(settings.lake_root, env))

@@ -46,6 +46,12 @@ def ui(port: int = typer.Option(8080, help="Web server port")) -> None:
                   ".json.generated. Ctrl-C to stop.")
     proc = subprocess.Popen([str(venv_bin() / "airflow"), "standalone"], env=env,
                             start_new_session=True)
+
+    def _interrupt(signum, frame):  # SIGTERM too, and SIGINT even where a shell ignored it
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         proc.wait()
     except KeyboardInterrupt:

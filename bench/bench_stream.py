@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from recomart.config import get_settings
 from recomart.lake import Lake
+from recomart.processes import stop_group
 from recomart.streaming.broker import EmbeddedBroker, free_port
 from recomart.streaming.producer import produce
 from recomart.streaming.sink import list_files
@@ -152,16 +153,7 @@ class Worker:
             return {}
 
     def stop(self, timeout: float = 60) -> None:
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        stop_group(self.proc, signal.SIGTERM, timeout)
 
 
 def wait_until(cond, timeout: float, what: str, worker: Worker) -> None:

@@ -9,8 +9,6 @@ prints where every output is. Re-running it is safe: every stage is idempotent f
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from recomart.airflow_env import airflow_env, run_dag
 from recomart.config import get_settings, project_root
 from recomart.lake import Lake
 from recomart.orchestration import BATCH_DAG_ID, TRAINING_DAG_ID
+from recomart.processes import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def _stream_burst(opts: DemoOptions, src: Path, env: dict[str, str], step: Step)
         worker = subprocess.Popen([str(Path(sys.executable).parent / "recomart"), "stream", "worker"],
                                   env=env, start_new_session=True, stdout=log_fh,
                                   stderr=subprocess.STDOUT)
-        stack.callback(_stop_process_group, worker)
+        stack.callback(stop_group, worker)
         before = count_landed_events(lake)
         rate = max(1000, opts.stream_events // 5)
         step(f"producing {opts.stream_events} clickstream events ({opts.malformed_share:.0%} malformed)")
@@ -85,17 +84,6 @@ def _stream_burst(opts: DemoOptions, src: Path, env: dict[str, str], step: Step)
                   "the Faust worker to land the burst")
         counts = sent.summary()
         return {"bootstrap": bootstrap, **counts}
-
-
-def _stop_process_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def run_demo(opts: DemoOptions, step: Step = log.info) -> dict:

@@ -20,6 +20,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from recomart.processes import stop_group
+
 pytestmark = pytest.mark.slow
 
 N_EVENTS = 100_000
@@ -60,16 +62,7 @@ class Worker:
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 60) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        stop_group(proc, sig, timeout)
 
 
 def _wait_for(cond, timeout: float, what: str, worker: Worker) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,29 +35,15 @@ def run(dag_id: str = typer.Argument("recomart_batch", help="recomart_batch or r
 def ui(port: int = typer.Option(8080, help="Web server port")) -> None:
     """Start the Airflow UI (`airflow standalone`); Ctrl-C stops every Airflow process cleanly."""
     from recomart.airflow_env import airflow_env, ensure_db, venv_bin
+    from recomart.processes import run_foreground
 
     env = airflow_env({"AIRFLOW__API__PORT": str(port), "AIRFLOW__CORE__PARALLELISM": "2"})
     ensure_db(env)
     console.print(f"Airflow UI on http://localhost:{port} — login and password are printed by "
                   f"Airflow below and saved in {env['AIRFLOW_HOME']}/simple_auth_manager_passwords"
                   ".json.generated. Ctrl-C to stop.")
-    proc = subprocess.Popen([str(venv_bin() / "airflow"), "standalone"], env=env,
-                            start_new_session=True)
-
-    def _interrupt(signum, frame):  # SIGTERM too, and SIGINT even where a shell ignored it
-        raise KeyboardInterrupt
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
-    try:
-        proc.wait()
-    except KeyboardInterrupt:
-        console.print("stopping Airflow (SIGINT to its process group) ...")
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    run_foreground([str(venv_bin() / "airflow"), "standalone"], env,
+                   on_stop=lambda: console.print("stopping Airflow (SIGINT to its process group) ..."))
 
 
 @app.command("demo")

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -148,6 +146,7 @@ def mlflow_ui(port: int = typer.Option(5000, help="Port"),
               host: str = typer.Option("127.0.0.1", help="Interface to listen on")) -> None:
     """Start the MLflow UI on the project's tracking store (SQLite in the lake by default)."""
     from recomart.config import get_settings
+    from recomart.processes import run_foreground
 
     settings = get_settings()
     uri = settings.resolved_mlflow_uri
@@ -158,18 +157,4 @@ def mlflow_ui(port: int = typer.Option(5000, help="Port"),
            "--port", str(port)]
     console.print(f"MLflow UI on http://{host}:{port} (store {uri}). Ctrl-C to stop.")
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-
-    def _stop(signum, frame) -> None:  # SIGTERM (service managers) stops it like Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        proc.wait()
-    except KeyboardInterrupt:
-        console.print("stopping the MLflow UI ...")
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    run_foreground(cmd, env, on_stop=lambda: console.print("stopping the MLflow UI ..."), timeout=20)

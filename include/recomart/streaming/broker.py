@@ -9,7 +9,6 @@ gives auto-created topics 4 partitions, whatever the caller wanted.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from recomart.config import get_settings
+from recomart.processes import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +175,7 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker's whole process group (SIGTERM, then SIGKILL)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
+        stop_group(proc, signal.SIGTERM, timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

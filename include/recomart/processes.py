@@ -1,0 +1,50 @@
+"""Child processes in their own process group (broker, Faust worker, Airflow, MLflow UI).
+
+A service we start must stop with everything it spawned, whether the user presses Ctrl-C, a
+service manager sends SIGTERM, or a test kills it: so each runs in a new session and is signalled
+as a group, escalating to SIGKILL when it does not stop in time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+
+
+def stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Send ``sig`` to the process group of ``proc`` and wait; SIGKILL the group after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def run_foreground(cmd: Sequence[str], env: Mapping[str, str] | None = None,
+                   on_stop: Callable[[], None] | None = None, timeout: float = 30.0) -> int:
+    """Run a long-lived service until it exits or we get Ctrl-C / SIGTERM, then stop its group.
+
+    SIGINT is installed explicitly because a shell starts background jobs with it ignored.
+    """
+    proc = subprocess.Popen(list(cmd), env=dict(env) if env is not None else None,
+                            start_new_session=True)
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        if on_stop:
+            on_stop()
+        stop_group(proc, signal.SIGINT, timeout)
+        return proc.returncode or 0

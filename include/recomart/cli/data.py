@@ -29,7 +29,6 @@ def generate(
 ) -> None:
     """Generate a synthetic shop (users, products, orders, ratings, clickstream) as CSV files."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from recomart.sources.generator import generate as run_generator
 
@@ -47,13 +46,7 @@ def generate(
         except ValueError as exc:
             console.print(f"[red]{exc}")
             raise typer.Exit(2) from exc
-    table = Table(title=f"generated into {out} (seed {seed}, {days} days to {end})")
-    table.add_column("dataset")
-    table.add_column("rows", justify="right")
-    table.add_column("file")
-    for name, rows in counts.items():
-        table.add_row(name, f"{rows:,}", str(out / f"{name}.csv"))
-    console.print(table)
+    console.print(_counts_table(f"generated into {out} (seed {seed}, {days} days to {end})", counts, out))
 
 
 @app.command("catalog-api")
@@ -94,8 +87,6 @@ def movielens(
     out: Path = typer.Option(..., "--out", help="Folder to write the canonical <dataset>.csv files to"),
 ) -> None:
     """Convert a MovieLens folder into the pipeline's source CSVs (then point RECOMART_SOURCE_DIR at it)."""
-    from rich.table import Table
-
     from recomart.sources.movielens import MovieLensFormatError, write_movielens_sources
 
     try:
@@ -103,11 +94,19 @@ def movielens(
     except MovieLensFormatError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from exc
-    table = Table(title=f"MovieLens {path} -> {out}")
-    table.add_column("dataset")
-    table.add_column("rows", justify="right")
-    for name, rows in counts.items():
-        table.add_row(name, f"{rows:,}")
-    console.print(table)
+    console.print(_counts_table(f"MovieLens {path} -> {out}", counts, out))
     console.print(f"next: RECOMART_SOURCE_DIR={out} .venv/bin/recomart run recomart_batch "
                   "--date <YYYY-MM-DD>")
+
+
+def _counts_table(title: str, counts: dict[str, int], out: Path):
+    """Rows written per dataset, with the file each went to."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("dataset")
+    table.add_column("rows", justify="right")
+    table.add_column("file")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}", str(out / f"{name}.csv"))
+    return table

@@ -34,7 +34,7 @@ from recomart.validation.gate import summary_path
 from recomart.validation.history import previous_curated_rows, record_run
 from recomart.validation.parsing import ParsedInput, parse_catalog_pages, parse_csv, speed_rows
 from recomart.validation.quarantine import quarantine_schema, to_table, write_quarantine
-from recomart.validation.schemas import DETAILS, RunContext, duplicate_rows, nullable, row_failures
+from recomart.validation.schemas import DETAILS, RunContext, duplicate_rows, row_failures
 
 log = logging.getLogger(__name__)
 ORDER = ("users", "products", "orders", "ratings", "clickstream")
@@ -187,7 +187,7 @@ def _entry(name: str, inputs: list[ParsedInput], curated: pd.DataFrame, quaranti
         "bad_ratio": round(bad_ratio, 6), "reasons": dict(sorted(reasons.items())),
         "informational": {r: reasons[r] for r in R.INFORMATIONAL if reasons.get(r)},
         "null_rates": {c: round(float(curated[c].isna().mean()), 6) if len(curated) else 0.0
-                       for c in dset.columns if c in nullable(dset)},
+                       for c in dset.columns if c in dset.nullable},
         "checks": checks,
         "inputs": [{"source": i.source, "path": i.path, "sha256": i.sha256, "rows": i.rows_in,
                     "file_errors": i.file_errors} for i in inputs],
@@ -234,7 +234,7 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
     report_dir.mkdir(parents=True, exist_ok=True)
     gx_checks, docs_index = run_suites(
         {n: r.curated[list(DATASETS[n].columns)] for n, r in results.items()},
-        {n: nullable(DATASETS[n]) for n in results}, previous_curated_rows(lake, ds), ds_end,
+        {n: DATASETS[n].nullable for n in results}, previous_curated_rows(lake, ds), ds_end,
         report_dir / "gx_data_docs", sample_rows=gx_sample_rows or SAMPLE_ROWS)
 
     datasets: dict[str, Any] = {}

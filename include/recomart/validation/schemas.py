@@ -15,13 +15,11 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from recomart.tables import DATASETS, EVENT_TYPES, GENDERS, Dataset
+from recomart.tables import DATASETS, EVENT_TYPES, GENDERS
 from recomart.validation import reasons as R
 
 Int = pd.Int64Dtype
 Ts = Annotated[pd.DatetimeTZDtype, "us", "UTC"]
-# MovieLens has no prices (the adapter writes them empty), so a missing product price is allowed.
-EXTRA_NULLABLE = {"products": frozenset({"price"})}
 DETAILS = {
     R.NULL_KEY: "key column is empty",
     R.NULL_VALUE: "required column is empty",
@@ -41,9 +39,6 @@ PRIORITY = [R.NULL_KEY, R.NULL_VALUE, "unknown_event_type", "unknown_gender", "n
             "rating_out_of_range", "age_out_of_range", "quantity_not_positive", "future_timestamp",
             "dangling_user_id", "dangling_product_id"]
 
-
-def nullable(ds: Dataset) -> frozenset[str]:
-    return ds.nullable | EXTRA_NULLABLE.get(ds.name, frozenset())
 
 
 class _Base(pa.DataFrameModel):

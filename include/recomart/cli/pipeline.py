@@ -101,9 +101,13 @@ def _validation_table(result: dict):
     from rich.table import Table
 
     table = Table(title=f"validation ({result.get('validation', {}).get('status', '?')})")
-    for col in ("dataset", "rows in", "curated", "quarantined", "top reasons"):
+    for col in ("dataset", "rows in", "curated", "quarantined", "bad ratio", "top reasons"):
         table.add_column(col, justify="left" if col in ("dataset", "top reasons") else "right")
     for name, d in sorted(result.get("validation", {}).get("datasets", {}).items()):
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(d["reasons"].items(), key=lambda x: -x[1])[:3])
-        table.add_row(name, f"{d['rows_in']:,}", f"{d['curated']:,}", f"{d['quarantined']:,}", reasons)
+        info = d.get("informational", {})
+        top = sorted(d["reasons"].items(), key=lambda x: -x[1])[:3]
+        reasons = ", ".join(f"{r} {n}" + (" (not bad)" if r in info else "") for r, n in top)
+        table.add_row(name, f"{d['rows_in']:,}", f"{d['curated']:,}", f"{d['quarantined']:,}",
+                      f"{d['bad_ratio']:.1%}", reasons)
+    table.caption = "rows in = curated + quarantined for every dataset; 'not bad' = a duplicate resolved"
     return table

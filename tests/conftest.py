@@ -6,8 +6,10 @@ here, before any test module imports Airflow. Each test gets its own lake via ``
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_ML = ROOT.parent / "shared" / "datasets" / "ml-latest-small"
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="recomart-airflow-"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")

@@ -27,20 +27,23 @@ def stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout
         pass
 
 
-def run_foreground(cmd: Sequence[str], env: Mapping[str, str] | None = None,
-                   on_stop: Callable[[], None] | None = None, timeout: float = 30.0) -> int:
-    """Run a long-lived service until it exits or we get Ctrl-C / SIGTERM, then stop its group.
-
-    SIGINT is installed explicitly because a shell starts background jobs with it ignored.
-    """
-    proc = subprocess.Popen(list(cmd), env=dict(env) if env is not None else None,
-                            start_new_session=True)
+def interrupt_on_signals() -> None:
+    """Turn SIGTERM (and SIGINT, even where a shell started us with it ignored) into
+    KeyboardInterrupt, so ``with``/``finally`` clean-up runs on every way a user stops us."""
 
     def _interrupt(signum, frame):
         raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
+
+
+def run_foreground(cmd: Sequence[str], env: Mapping[str, str] | None = None,
+                   on_stop: Callable[[], None] | None = None, timeout: float = 30.0) -> int:
+    """Run a long-lived service until it exits or we get Ctrl-C / SIGTERM, then stop its group."""
+    proc = subprocess.Popen(list(cmd), env=dict(env) if env is not None else None,
+                            start_new_session=True)
+    interrupt_on_signals()
     try:
         return proc.wait()
     except KeyboardInterrupt:

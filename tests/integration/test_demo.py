@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from recomart.processes import stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -19,11 +22,15 @@ def test_demo_end_to_end(tmp_path):
     env.update({"RECOMART_LAKE_ROOT": str(tmp_path / "lake"),
                 "AIRFLOW_HOME": str(tmp_path / "airflow"), "COLUMNS": "200"})
     exe = Path(sys.executable).parent / "recomart"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [str(exe), "demo", "--users", "600", "--products", "120", "--days", "20",
          "--stream-events", "2000", "--source-dir", str(tmp_path / "src")],
-        env=env, capture_output=True, text=True, timeout=1200)
-    out = proc.stdout + proc.stderr
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    try:  # below pytest's own timeout, so a hung demo is stopped (with its broker) by us
+        out, _ = proc.communicate(timeout=780)
+    finally:
+        stop_group(proc, signal.SIGTERM, timeout=60)
     assert proc.returncode == 0, out[-4000:]
 
     lake = tmp_path / "lake"

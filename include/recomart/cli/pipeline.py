@@ -63,6 +63,7 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
 
     from recomart.airflow_env import AirflowRunError
     from recomart.demo import DemoOptions, run_demo
+    from recomart.processes import interrupt_on_signals
 
     opts = DemoOptions(users=users, products=products, days=days, stream_events=stream_events,
                        with_stream=not no_stream, source_dir=source_dir)
@@ -73,11 +74,15 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
     def step(message: str) -> None:
         console.print(f"[bold cyan]▶[/] [{time.monotonic() - started:6.1f}s] {message}")
 
+    interrupt_on_signals()  # the broker, worker and catalog API are stopped on Ctrl-C / SIGTERM
     try:
         result = run_demo(opts, step)
     except (AirflowRunError, TimeoutError, FileNotFoundError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         raise typer.Exit(1) from exc
+    except KeyboardInterrupt as exc:
+        console.print("[yellow]demo interrupted; its services were stopped")
+        raise typer.Exit(130) from exc
     console.print(_validation_table(result))
     table = Table(title=f"RecoMart demo outputs for {result['ds']}", show_lines=False)
     table.add_column("output", no_wrap=True)

@@ -205,7 +205,12 @@ def test_quality_report_with_single_run_and_empty_dataset(lake):
 
     text = " ".join(pdf_text(build_quality_report(lake, DS)).split())
     assert "Only this run is in the validation history" in text
-    assert "orders" in text
+    # the empty dataset still gets its own, balanced reconciliation row (rows in, curated, quarantined)
+    curated, quarantined = len(frames["orders"]), len(QUARANTINE.get("orders", []))
+    rows_in = curated + quarantined
+    assert (rows_in, curated, quarantined) == (0, 0, 0)
+    assert (f"orders {rows_in:,} {curated:,} {quarantined:,} "
+            f"OK {rows_in:,} = {curated:,} + {quarantined:,}") in text
 
 
 def _one_time_share(frames: dict[str, pd.DataFrame]) -> float:
@@ -260,6 +265,18 @@ def test_eda_report_movielens_shape_without_orders_or_clicks(lake):
     assert "Interactions over time" in flat
     assert "no orders" in flat.lower()
     assert "Rating distribution" in flat
+    # the headline figures come from the ratings alone
+    ratings = frames["ratings"]
+    share = _one_time_share({"ratings": ratings, "orders": keep["orders"],
+                             "clickstream": keep["clickstream"]})
+    assert 0 < share < 1
+    assert f"One-time users (active on a single day): {100 * share:.1f}% of " \
+           f"{ratings['user_id'].nunique():,} active users" in flat
+    counts = ratings["product_id"].value_counts()
+    counts = counts.reindex(frames["products"]["product_id"], fill_value=0).sort_values(ascending=False)
+    top = counts.iloc[: int(np.ceil(0.2 * len(counts)))].sum() / counts.sum()
+    assert f"top 20% of products take {100 * top:.1f}% of interactions" in flat
+    assert f"Interactions {len(ratings):,} (clickstream events + ratings + order lines)" in flat
 
 
 def test_reports_fail_clearly_without_a_summary(lake):

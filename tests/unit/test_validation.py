@@ -42,9 +42,10 @@ def test_optional_column_missing_is_filled(tmp_path):
     assert parsed.rows.column("price").null_count == 1
 
 
-@pytest.mark.parametrize("value,reason", [("12", None), (" 7 ", None), ("1.5", "unparseable_int"),
-                                          ("1e3", "unparseable_int"), ("", None)])
-def test_int_coercion(value, reason):
+@pytest.mark.parametrize("value,reason,expected", [
+    ("12", None, 12), (" 7 ", None, 7), ("-3", None, -3), ("1.5", "unparseable_int", None),
+    ("1e3", "unparseable_int", None), ("", None, None)])
+def test_int_coercion(value, reason, expected):
     import pyarrow as pa
 
     from recomart.validation.coercion import coerce
@@ -56,6 +57,9 @@ def test_int_coercion(value, reason):
                            pa.array(["2024-04-30T10:00:00+02:00"], pa.string()))
     typed, codes, labels = coerce(rows, DATASETS["orders"])
     assert (labels[codes[0]][0] or None) == reason
+    assert typed.schema.field("quantity").type == pa.int64()
+    assert typed["quantity"][0].as_py() == expected  # bad or missing -> null, never a guess
+    assert typed["order_id"][0].as_py() == 1  # the other int columns are untouched
     assert typed["timestamp"][0].as_py() == pd.Timestamp("2024-04-30T08:00:00Z")
 
 

@@ -39,7 +39,8 @@ TRAINING_INPUTS = [*(Asset(**lake_asset("curated", t))
                    *FEATURE_ASSETS]
 SERVING_OUTPUTS = [Asset(**lake_asset("serving", MODEL_NAME)), Asset(**lake_asset("serving", "latest.json"))]
 MODEL_REPORT = Asset(**lake_asset("reports", "latest/model.pdf"))
-MODEL = Asset(**lake_asset("mlflow", MODEL_NAME))  # the registered model's versions
+EXPERIMENT = Asset(**lake_asset("mlflow", "recomart_training"))  # runs with logged candidate models
+MODEL = Asset(**lake_asset("mlflow", MODEL_NAME))  # the registered model's versions and @champion
 
 
 def _ds() -> str:
@@ -86,7 +87,7 @@ def recomart_training() -> None:
 
         return stage(Lake(), _ds())
 
-    @task(inlets=TRAINING_INPUTS, outlets=[MODEL])
+    @task(inlets=TRAINING_INPUTS, outlets=[EXPERIMENT])
     def train_and_evaluate(data: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import train_and_evaluate as stage
@@ -95,7 +96,7 @@ def recomart_training() -> None:
         return stage(Lake(), _ds(), data, model_params=params.get("force_model_params") or None,
                      airflow_run_id=_run_id())
 
-    @task(inlets=[MODEL], outlets=[MODEL])
+    @task(inlets=[EXPERIMENT], outlets=[MODEL])
     def register_and_promote(trained: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import register_and_promote as stage

@@ -49,3 +49,14 @@ def test_demo_end_to_end(tmp_path):
     assert speed_rows and speed_rows[0]["rows"] > 0, summary["datasets"]["clickstream"]["inputs"]
     latest = json.loads((lake / "serving/latest.json").read_text())
     assert latest["version"] >= 1 and f"champion: recomart_hybrid v{latest['version']}" in out
+
+    # lineage of what applications read goes all the way back to the raw files and their checksums
+    lineage = subprocess.run([str(exe), "lineage", "serving/recomart_hybrid"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert lineage.returncode == 0, lineage.stderr
+    tree = " ".join(lineage.stdout.split())
+    for task in ("recomart_training.train_and_evaluate", "recomart_batch.build_features",
+                 "recomart_batch.validate", "recomart_batch.ingest_csv"):
+        assert task in tree, task
+    manifest = json.loads(next((lake / "raw/csv/ratings").glob("ds=*/_manifest.json")).read_text())
+    assert manifest["sha256"] in tree

@@ -3,7 +3,8 @@
 Run 1 trains, registers v1, makes it ``@champion`` and publishes it. Run 2 forces a deliberately
 worse hybrid (content-only candidates, no tuning): v2 is registered and published for inspection,
 but the champion, ``serving/latest.json`` and the decision logged on v2's run all keep v1.
-Run 3 repeats run 2: same inputs and parameters, so no new MLflow run or model version.
+Run 3 repeats run 2: same inputs and parameters, so no new MLflow run or model version (v2 keeps
+its run, and the training experiment holds the same runs as before).
 """
 
 from __future__ import annotations
@@ -32,6 +33,19 @@ def prepared_lake(lake, tmp_path, airflow_db):
     assert validate_all(lake, DS, "test-prep")["status"] == "pass"
     build_features(lake, DS, "test-prep")
     return lake
+
+
+def _training_run_ids() -> set[str]:
+    """Every run of the training experiment, whatever its state (deleted and failed ones too)."""
+    from mlflow.entities import ViewType
+
+    from recomart import registry
+
+    c = registry.client()
+    exp = c.get_experiment_by_name(registry.TRAINING_EXPERIMENT)
+    assert exp is not None
+    runs = c.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
+    return {r.info.run_id for r in runs}
 
 
 @pytest.mark.slow
@@ -87,9 +101,15 @@ def test_training_dag_promotes_then_protects_the_champion(prepared_lake):
     assert json.loads(run2["params"]["forced_params"]) == WORSE
     assert publishing.read_latest(lake)["version"] == 1
     assert publishing.is_published(lake, name, 2)  # the loser is published for inspection only
+    runs_before = _training_run_ids()
+    assert runs_before == {champion.run_id, versions[2]["run_id"]}  # one MLflow run per training run
 
     # re-running the same date and configuration reuses the run and version: no duplicates
     run_dag("recomart_training", DS, conf={"force_model_params": WORSE})
+    again = {v["version"]: v for v in registry.list_versions(name)}
     assert [v["version"] for v in registry.list_versions(name)] == [2, 1]
+    assert again[2]["run_id"] == versions[2]["run_id"]
+    assert again[1]["run_id"] == champion.run_id
+    assert _training_run_ids() == runs_before
     assert int(registry.get_champion(name)[0].version) == 1
     assert publishing.read_latest(lake)["version"] == 1

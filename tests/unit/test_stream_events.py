@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -56,11 +56,36 @@ def test_valid_event_is_typed_and_extra_fields_dropped():
     assert event == parse_event(with_(extra=1, timestamp="2024-05-01T12:00:00+02:00"))[0]
 
 
-@pytest.mark.parametrize("raw", [with_(price=None), without("price"), with_(price=3),
-                                 with_(timestamp="2024-05-01T10:00:00"), with_(timestamp="2024-05-01")])
-def test_valid_variants_agree(raw):
-    fast, slow = parse_event_fast(raw), parse_event(raw)
-    assert fast == slow and fast[1] is None
+def expected(**kw):
+    """GOOD as ``parse_event`` promises to return it (aware UTC timestamp, float price),
+    with ``kw`` replacing fields."""
+    return {**GOOD, "timestamp": datetime(2024, 5, 1, 10, tzinfo=UTC), "price": 9.5, **kw}
+
+
+# (message, the decoded event it must give): an explicit expectation per input, so an input
+# where the fast path falls back to parse_event is still checked against a known answer
+VALID_VARIANTS = [
+    (enc(GOOD), expected()),
+    (with_(price=None), expected(price=None)),
+    (without("price"), expected(price=None)),
+    (with_(price=3), expected(price=3.0)),  # an integer price becomes a float
+    (with_(price=0), expected(price=0.0)),
+    (with_(timestamp="2024-05-01T10:00:00"), expected()),  # naive = UTC
+    (with_(timestamp="2024-05-01"), expected(timestamp=datetime(2024, 5, 1, tzinfo=UTC))),
+    (with_(timestamp="2024-05-01T12:30:00.250+02:00"),
+     expected(timestamp=datetime(2024, 5, 1, 10, 30, 0, 250_000, tzinfo=UTC))),
+    (with_(timestamp="2024-05-01T10:00:00Z", extra="dropped"), expected()),
+]
+
+
+@pytest.mark.parametrize(("raw", "want"), VALID_VARIANTS)
+def test_valid_variants_decode_to_the_expected_event(raw, want):
+    for parse in (parse_event, parse_event_fast):
+        event, reason = parse(raw)
+        assert reason is None and event == want, parse.__name__
+        assert type(event["price"]) is (float if want["price"] is not None else type(None))
+        assert event["timestamp"].utcoffset() == timedelta(0)  # aware, in UTC
+    assert parse_event_fast(raw) == parse_event(raw)
 
 
 def test_oversized_limit_is_configurable():
@@ -73,8 +98,6 @@ def test_split_batch_keeps_positions():
 
 
 def test_decode_batch_agrees_with_parse_event_per_message():
-    from datetime import timedelta
-
     from recomart.streaming.events import decode_batch
 
     raws = [raw for raw, _ in CASES] + [enc(GOOD), with_(price=None), with_(price=3),
@@ -92,3 +115,19 @@ def test_decode_batch_agrees_with_parse_event_per_message():
              "timestamp": epoch + timedelta(microseconds=decoded.timestamp_us[k]),
              "price": decoded.price[k]} for k in range(len(decoded))]
     assert rows == [e for _, e in good]
+
+
+def test_decode_batch_gives_the_expected_events():
+    from recomart.streaming.events import decode_batch
+
+    decoded = decode_batch([raw for raw, _ in VALID_VARIANTS])
+    assert decoded.bad == [] and decoded.index == list(range(len(VALID_VARIANTS)))
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for k, (_, want) in enumerate(VALID_VARIANTS):
+        assert decoded.event_id[k] == want["event_id"] and decoded.user_id[k] == want["user_id"]
+        assert decoded.product_id[k] == want["product_id"]
+        assert decoded.event_type[k] == want["event_type"]
+        assert decoded.session_id[k] == want["session_id"]
+        assert epoch + timedelta(microseconds=decoded.timestamp_us[k]) == want["timestamp"]
+        assert decoded.price[k] == want["price"]
+        assert type(decoded.price[k]) is (float if want["price"] is not None else type(None))

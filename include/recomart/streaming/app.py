@@ -15,6 +15,9 @@ Agents:
 - ``trend`` folds per-batch activity summaries into the tumbling-window table ``trending``
   (views / carts / purchases per product per window), served as JSON at ``/trending/``.
 - ``decide`` (see ``decisions``) scores active sessions with the champion model off the hot path.
+
+Faust's data directory (table state, version folders) is ``<lake_root>/state/faust``, never the
+working directory.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -43,9 +47,21 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 BOOTSTRAP = settings.kafka_bootstrap or "127.0.0.1:9092"
 ACTIVITY_TOPIC = f"{settings.clickstream_topic}-activity"
+DATADIR = settings.lake_root / "state" / "faust"
 
-app = faust.App(
+
+class SpeedApp(faust.App):
+    """``faust.App`` that can start on a fresh lake: Faust creates its data directory without
+    parents (``mkdir(exist_ok=True)``), so the lake folders above it are made first."""
+
+    async def on_first_start(self) -> None:
+        Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)
+        await super().on_first_start()
+
+
+app = SpeedApp(
     settings.stream_app_id,
+    datadir=str(DATADIR),
     broker=[f"kafka://{b.strip()}" for b in BOOTSTRAP.split(",")],
     store="memory://",
     topic_partitions=settings.stream_partitions,

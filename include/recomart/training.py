@@ -30,8 +30,8 @@ import pandas as pd
 
 from recomart import registry
 from recomart.config import get_settings
+from recomart.curated import logical_date_end, read_curated
 from recomart.lake import Lake, LakeError
-from recomart.tables import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -40,31 +40,9 @@ EXPERIMENT = registry.TRAINING_EXPERIMENT
 INTERACTION_TABLES = ("ratings", "clickstream", "orders")
 ENTITY_TABLES = ("users", "products")
 FEATURE_TABLES = {"user_features": "user_id", "item_features": "product_id"}
-DAY = pd.Timedelta(days=1)
-
-
-def as_of(ds: str) -> pd.Timestamp:
-    """Exclusive cut-off of ``ds``: midnight UTC after it (same rule as the feature store)."""
-    return pd.Timestamp(ds, tz="UTC") + DAY
 
 
 # ---- inputs ----------------------------------------------------------------------------------
-def _read_curated(lake: Lake, dataset: str, version: int | None, cut: pd.Timestamp) -> pd.DataFrame:
-    """Curated rows at ``version``, latest row per key, events strictly before ``cut``."""
-    spec = DATASETS[dataset]
-    if version is None:
-        kinds = {"int": "int64", "float": "float64", "str": "object", "timestamp": "datetime64[us, UTC]",
-                 "date": "datetime64[us, UTC]"}
-        return pd.DataFrame({c: pd.Series(dtype=kinds[k]) for c, k in spec.columns.items()})
-    df = lake.read_table("curated", dataset, version=version)
-    if "_ds" in df.columns and len(df):
-        df = df.sort_values("_ds", kind="stable").drop_duplicates(list(spec.key), keep="last")
-    if "timestamp" in spec.columns:
-        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
-        df = df[df["timestamp"] < cut]
-    return df[list(spec.columns)].reset_index(drop=True)
-
-
 def _version(lake: Lake, zone: str, name: str) -> int | None:
     try:
         return lake.table_version(zone, name)
@@ -93,7 +71,7 @@ def read_inputs(lake: Lake, data: dict[str, Any]) -> TrainingInputs:
     from recomart.models.data import interactions_from_tables
 
     cut = pd.Timestamp(data["as_of"])
-    frames = {t: _read_curated(lake, t, data["tables"][t]["version"], cut)
+    frames = {t: read_curated(lake, t, data["tables"][t]["version"], cut)
               for t in (*INTERACTION_TABLES, *ENTITY_TABLES)}
     users = frames["users"]
     if len(users):
@@ -129,11 +107,11 @@ def point_in_time_features(lake: Lake, refs: dict[str, list[str]],
 
 def load_training_data(lake: Lake, ds: str) -> dict[str, Any]:
     """Pin the curated and feature table versions to train on; fail early when there is no data."""
-    cut = as_of(ds)
+    cut = logical_date_end(ds)
     tables: dict[str, Any] = {}
     for t in (*INTERACTION_TABLES, *ENTITY_TABLES):
         version = _version(lake, "curated", t)
-        rows = len(_read_curated(lake, t, version, cut)) if version is not None else 0
+        rows = len(read_curated(lake, t, version, cut)) if version is not None else 0
         tables[t] = {"version": version, "rows": rows}
     if not any(tables[t]["rows"] for t in INTERACTION_TABLES):
         raise ValueError(f"no curated interactions before {cut} in {lake.root}: run the batch DAG first")

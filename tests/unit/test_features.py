@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recomart.features.engineering import as_of_for, build_features, load_inputs
+from recomart.curated import logical_date_end
+from recomart.features.engineering import build_features, load_inputs
 from recomart.tables import DATASETS
 
 DS = "2024-05-10"  # as of 2024-05-11T00:00Z
@@ -73,7 +74,7 @@ def shop(lake):
 
 
 def test_as_of_is_the_end_of_the_logical_date():
-    assert as_of_for("2024-05-10") == pd.Timestamp("2024-05-11T00:00:00Z")
+    assert logical_date_end("2024-05-10") == pd.Timestamp("2024-05-11T00:00:00Z")
 
 
 def test_inputs_exclude_everything_at_or_after_the_as_of_time(shop):

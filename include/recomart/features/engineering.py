@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from recomart.curated import DAY, TS, logical_date_end, read_curated
 from recomart.features.definitions import (
     CONTENT_DIM,
     EVENT_WEIGHTS,
@@ -26,17 +27,9 @@ from recomart.features.definitions import (
     USER_ITEM_FEATURES,
 )
 from recomart.lake import Lake, LakeError
-from recomart.tables import DATASETS
 
 log = logging.getLogger(__name__)
 
-DAY = pd.Timedelta(days=1)
-TS = "datetime64[us, UTC]"
-
-
-def as_of_for(ds: str) -> pd.Timestamp:
-    """The exclusive cut-off of logical date ``ds``: midnight UTC after it."""
-    return pd.Timestamp(ds, tz="UTC") + DAY
 
 
 @dataclass
@@ -66,11 +59,6 @@ class CuratedInputs:
         })
 
 
-def _empty(dataset: str) -> pd.DataFrame:
-    kinds = {"int": "int64", "float": "float64", "str": "object", "timestamp": TS, "date": TS}
-    return pd.DataFrame({c: pd.Series(dtype=kinds[k]) for c, k in DATASETS[dataset].columns.items()})
-
-
 def _curated_version(lake: Lake, dataset: str, ds: str) -> int:
     """The curated version validation wrote for ``ds`` (a backfill reads its own date's data),
     else the latest one."""
@@ -80,24 +68,16 @@ def _curated_version(lake: Lake, dataset: str, ds: str) -> int:
 
 
 def _read_curated(lake: Lake, dataset: str, as_of: pd.Timestamp) -> tuple[pd.DataFrame, int | None]:
-    spec = DATASETS[dataset]
     try:
         version = _curated_version(lake, dataset, (as_of - DAY).date().isoformat())
-        df = lake.read_table("curated", dataset, version=version)
     except LakeError:
         log.warning("curated/%s is missing: its features are computed from no rows", dataset)
-        return _empty(dataset), None
-    if "_ds" in df.columns and len(df):
-        df = df.sort_values("_ds", kind="stable").drop_duplicates(list(spec.key), keep="last")
-    if "timestamp" in spec.columns:
-        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).astype(TS)
-        df = df[df["timestamp"] < as_of]
-    cols = list(spec.columns)
-    return df[cols].reset_index(drop=True), version
+        version = None
+    return read_curated(lake, dataset, version, as_of), version
 
 
 def load_inputs(lake: Lake, ds: str) -> CuratedInputs:
-    as_of = as_of_for(ds)
+    as_of = logical_date_end(ds)
     frames: dict[str, pd.DataFrame] = {}
     versions: dict[str, int | None] = {}
     for name in ("users", "products", "orders", "ratings", "clickstream"):

@@ -103,7 +103,7 @@ class FeatureStore:
         ``definitions`` describes every feature column (a spec or ``{feature: description}``).
         ``as_of`` defaults to the end of ``ds``. Returns ``{version, rows, as_of, features}``.
         """
-        from recomart.features.engineering import as_of_for
+        from recomart.curated import logical_date_end
 
         entity = list(entity)
         describe = definitions.describe if isinstance(definitions, FeatureTableSpec) \
@@ -117,7 +117,7 @@ class FeatureStore:
             raise FeatureStoreError(f"{table}: no definition for feature(s) {undocumented}")
         if df.duplicated(entity).any():
             raise FeatureStoreError(f"{table}: duplicate entity keys {entity} in one snapshot")
-        as_of_ts = pd.Timestamp(as_of if as_of is not None else as_of_for(ds))
+        as_of_ts = pd.Timestamp(as_of if as_of is not None else logical_date_end(ds))
         as_of_ts = as_of_ts.tz_localize("UTC") if as_of_ts.tzinfo is None else as_of_ts.tz_convert("UTC")
 
         frame = df[entity + feats].copy()

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recomart.config import get_settings
+from recomart.curated import logical_date_end
 from recomart.ingestion.landing import read_manifest
 from recomart.lake import Lake
 from recomart.tables import DATASETS, Dataset
@@ -216,7 +217,7 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
     from recomart.validation.suites import SAMPLE_ROWS, run_suites
 
     threshold = get_settings().bad_row_threshold if threshold is None else threshold
-    ds_end = pd.Timestamp(ds, tz="UTC") + pd.Timedelta(days=1)
+    ds_end = logical_date_end(ds)
     inputs = collect_inputs(lake, ds, ds_end)
     ctx = RunContext(ds_end=ds_end)
     results: dict[str, DatasetResult] = {}

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from recomart.config import get_settings, project_root
+from recomart.errors import RecomartError
 
 
-class AirflowRunError(RuntimeError):
+class AirflowRunError(RecomartError):
     """An ``airflow`` command failed; the message carries the tail of its output."""
 
 

@@ -23,12 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recomart.config import get_settings
+from recomart.errors import RecomartError
 
 ZONES = ("raw", "speed", "quarantine", "curated", "features", "reports", "serving", "lineage",
          "state", "mlflow")
 
 
-class LakeError(RuntimeError):
+class LakeError(RecomartError):
     """A lake read or write that cannot succeed (missing table, bad zone)."""
 
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from recomart.errors import PermanentError
 from recomart.ingestion.landing import (
     MANIFEST,
     RawLandingConflict,
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 SOURCE = "csv"
 
 
-class SourceMissingError(FileNotFoundError):
+class SourceMissingError(PermanentError, FileNotFoundError):
     """A source folder or one of its ``<dataset>.csv`` files does not exist."""
 
 

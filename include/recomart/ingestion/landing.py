@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recomart.errors import PermanentError
 from recomart.lake import Lake
 
 MANIFEST = "_manifest.json"
 
 
-class RawLandingConflict(RuntimeError):
+class RawLandingConflict(PermanentError):
     """The source changed for a date that is already landed; raw landings are never overwritten."""
 
 

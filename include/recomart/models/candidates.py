@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recomart.errors import RecomartError
 from recomart.models.base import batches, top_n
 from recomart.models.baselines import EASERecommender
 from recomart.models.content import ContentModel
@@ -78,7 +79,8 @@ class CandidateSources:
         self.svd_ = SVDRecommender(self.svd_params, seed=self.seed).fit(pairs)
         lap("svd_fit")
         for model in (self.ease_, self.svd_):
-            assert np.array_equal(model.item_ids, self.im_.item_ids)
+            if not np.array_equal(model.item_ids, self.im_.item_ids):
+                raise RecomartError(f"{type(model).__name__} item index differs from the matrix's")
         self.cooc_ = cooccurrence_neighbours(self.im_.matrix, self.cooc_neighbours)
         self.popularity_ = np.asarray(self.im_.matrix.sum(axis=0)).ravel().astype(np.float64)
         lap("cooc_fit")

@@ -26,13 +26,15 @@ from typing import Any
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from recomart.errors import RecomartError, TransientError
+
 log = logging.getLogger(__name__)
 
 OK, MALFORMED, HTTP_ERROR = "ok", "malformed_json", "http_error"
 MALFORMED_ATTEMPTS = 2  # a malformed page is asked for twice, then recorded
 
 
-class CatalogUnavailable(RuntimeError):
+class CatalogUnavailable(TransientError):
     """The catalog API cannot be reached at all (connection refused, /health failing)."""
 
 
@@ -136,7 +138,7 @@ def _fetch_page(client: httpx.Client, page: int, page_size: int, retries: int,
     except httpx.TransportError as exc:
         return PageResult(page, HTTP_ERROR, None, 0, attempts, url, None,
                           f"{type(exc).__name__}: {exc} after {attempts} attempt(s)"), None
-    raise AssertionError("unreachable")  # pragma: no cover
+    raise RecomartError("unreachable: tenacity returned without a result")  # pragma: no cover
 
 
 def _check_health(client: httpx.Client, base_url: str, retries: int, backoff: float) -> None:

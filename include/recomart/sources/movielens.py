@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recomart.errors import PermanentError
 from recomart.tables import DATASETS
 
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
@@ -25,7 +26,7 @@ ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children", "Com
                  "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 
 
-class MovieLensFormatError(ValueError):
+class MovieLensFormatError(PermanentError, ValueError):
     """The folder is not a MovieLens layout this adapter knows."""
 
 

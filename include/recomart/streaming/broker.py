@@ -18,11 +18,12 @@ from pathlib import Path
 from types import TracebackType
 
 from recomart.config import get_settings
+from recomart.errors import TransientError
 from recomart.processes import stop_group
 
 log = logging.getLogger(__name__)
 
-class BrokerError(RuntimeError):
+class BrokerError(TransientError):
     """The embedded broker cannot be started or does not answer Kafka requests."""
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from recomart.errors import RecomartError
 from recomart.tables import CLICKSTREAM, EVENT_TYPES
 
 DEFAULT_MAX_BYTES = 16 * 1024
@@ -141,7 +142,8 @@ class _Wire(msgspec.Struct, gc=False):
     price: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
-assert set(_Wire.__struct_fields__) == set(CLICKSTREAM.columns)
+if set(_Wire.__struct_fields__) != set(CLICKSTREAM.columns):  # the wire and table contracts agree
+    raise RecomartError(f"clickstream wire fields {_Wire.__struct_fields__} != {CLICKSTREAM.columns}")
 _decode_wire = msgspec.json.Decoder(_Wire).decode
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from recomart.errors import PermanentError
 from recomart.lake import Lake
 
 
-class DataQualityError(RuntimeError):
+class DataQualityError(PermanentError):
     """One or more datasets quarantined more than the allowed share of their rows."""
 
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from recomart.config import get_settings
 from recomart.curated import logical_date_end
+from recomart.errors import PermanentError, RecomartError
 from recomart.ingestion.landing import read_manifest
 from recomart.lake import Lake
 from recomart.tables import DATASETS, Dataset
@@ -42,8 +43,12 @@ ORDER = ("users", "products", "orders", "ratings", "clickstream")
 SPEED_TABLE = "clickstream_master"
 
 
-class ValidationInputError(RuntimeError):
+class ValidationInputError(PermanentError):
     """A dataset has no raw landing for the logical date (ingestion did not run)."""
+
+
+class ReconciliationError(RecomartError):
+    """Rows in != curated + quarantined: a bug in validation, never a data problem."""
 
 
 def collect_inputs(lake: Lake, ds: str, ds_end: pd.Timestamp) -> dict[str, list[ParsedInput]]:
@@ -149,7 +154,7 @@ def _entry(name: str, inputs: list[ParsedInput], curated: pd.DataFrame, quaranti
     rows_in = sum(i.rows_in for i in inputs)
     quarantined = quarantine.num_rows
     if rows_in != len(curated) + quarantined:
-        raise AssertionError(f"{name}: {rows_in} rows in but {len(curated)} curated + "
+        raise ReconciliationError(f"{name}: {rows_in} rows in but {len(curated)} curated + "
                              f"{quarantined} quarantined")
     defects = quarantined - sum(reasons[r] for r in R.INFORMATIONAL)
     file_errors = [e for i in inputs for e in i.file_errors]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         description="A new model must beat the champion's NDCG@10 by more than this to replace it.")
     seed: int = 42
     top_n: int = Field(default=20, ge=1)
+
+    @field_validator("lake_root", "source_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Relative paths are resolved once, so a task in another process or working directory
+        (a Celery worker, a forked task runner) reads the same folder."""
+        return Path(value).expanduser().resolve()
 
     @property
     def resolved_mlflow_uri(self) -> str:

@@ -11,9 +11,11 @@ It then publishes top-N per user, similar items and audiences to
 
 **Schedule**: whenever the batch DAG updates the feature tables (Asset-triggered); also runnable
 by hand (`recomart run recomart_training --date YYYY-MM-DD`). **Params** (trigger conf): `ds`
-(as-of date, default the logical/trigger date), `force_model_params` (hybrid hyper-parameter
-overrides applied after tuning, e.g. `{"candidates": {"content": 5}}`; `{"tune": false}` skips
-tuning; the promotion rule still protects the champion), `top_n` (items per user to publish).
+(as-of date; default: the latest `ds` of the triggering feature-Asset events, so a run queued by
+the events of D and D+1 trains D+1; for a manual run, its logical date), `force_model_params`
+(hybrid hyper-parameter overrides applied after tuning, e.g. `{"candidates": {"content": 5}}`;
+`{"tune": false}` skips tuning; the promotion rule still protects the champion), `top_n`
+(items per user to publish).
 Re-running a date with the same inputs and params reuses the finished MLflow run and version.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+from recomart_tasks import fail_fast, run_ds
 
 from recomart.orchestration import (
     DEFAULT_ARGS,
@@ -41,22 +44,6 @@ SERVING_OUTPUTS = [Asset(**lake_asset("serving", MODEL_NAME)), Asset(**lake_asse
 MODEL_REPORT = Asset(**lake_asset("reports", "latest/model.pdf"))
 EXPERIMENT = Asset(**lake_asset("mlflow", "recomart_training"))  # runs with logged candidate models
 MODEL = Asset(**lake_asset("mlflow", MODEL_NAME))  # the registered model's versions and @champion
-
-
-def _ds() -> str:
-    """As-of date: conf ``ds``, else the logical date, else the triggering Asset event, else run_after."""
-    ctx = get_current_context()
-    conf_ds = (ctx["params"] or {}).get("ds")
-    if conf_ds:
-        return str(conf_ds)[:10]
-    if ctx.get("logical_date") is not None:
-        return ctx["logical_date"].date().isoformat()
-    for events in (ctx.get("triggering_asset_events") or {}).values():
-        for event in events:
-            extra_ds = (event.extra or {}).get("ds")
-            if extra_ds:
-                return str(extra_ds)[:10]
-    return ctx["dag_run"].run_after.date().isoformat()
 
 
 def _run_id() -> str:
@@ -81,42 +68,47 @@ def _run_id() -> str:
 )
 def recomart_training() -> None:
     @task(inlets=TRAINING_INPUTS)
+    @fail_fast
     def load_training_data() -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import load_training_data as stage
 
-        return stage(Lake(), _ds())
+        return stage(Lake(), run_ds())
 
     @task(inlets=TRAINING_INPUTS, outlets=[EXPERIMENT])
+    @fail_fast
     def train_and_evaluate(data: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import train_and_evaluate as stage
 
         params = get_current_context()["params"]
-        return stage(Lake(), _ds(), data, model_params=params.get("force_model_params") or None,
+        return stage(Lake(), run_ds(), data, model_params=params.get("force_model_params") or None,
                      airflow_run_id=_run_id())
 
     @task(inlets=[EXPERIMENT], outlets=[MODEL])
+    @fail_fast
     def register_and_promote(trained: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import register_and_promote as stage
 
-        return stage(Lake(), _ds(), trained)
+        return stage(Lake(), run_ds(), trained)
 
     @task(inlets=[MODEL], outlets=SERVING_OUTPUTS)
+    @fail_fast
     def publish(data: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import publish as stage
 
-        return stage(Lake(), _ds(), data, decision,
+        return stage(Lake(), run_ds(), data, decision,
                      top_n=get_current_context()["params"].get("top_n"))
 
     @task(outlets=[MODEL_REPORT])
+    @fail_fast
     def model_report(trained: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.training import model_report as stage
 
-        return stage(Lake(), _ds(), trained, decision)
+        return stage(Lake(), run_ds(), trained, decision)
 
     data = load_training_data()
     trained = train_and_evaluate(data)

@@ -89,19 +89,14 @@ def _task_uris(task: Any, task_instance: Any) -> tuple[list[str], list[str]]:
 
 
 def _run_ds(task_instance: Any) -> str | None:
-    """The run's date as the DAGs use it: conf/params ``ds``, the logical date, else run_after."""
+    """The run's date by the DAGs' own rule (``recomart.orchestration.context_ds``)."""
+    from recomart.orchestration import context_ds
+
     try:
-        ctx = task_instance.get_template_context()
+        return context_ds(task_instance.get_template_context())
     except Exception:
+        log.debug("cannot tell the run's date", exc_info=True)
         return None
-    params = ctx.get("params") or {}
-    dag_run = ctx.get("dag_run")
-    conf = getattr(dag_run, "conf", None) or {}
-    for value in (conf.get("ds"), params.get("ds"), ctx.get("ds")):
-        if value:
-            return str(value)[:10]
-    run_after = getattr(dag_run, "run_after", None)
-    return run_after.date().isoformat() if run_after else None
 
 
 def _to_ol(facts: Any, *, output: bool, full: bool):

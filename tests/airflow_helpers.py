@@ -17,15 +17,25 @@ def load_dag(dag_id: str):
     return bag.dags[dag_id]
 
 
-def run_dag(dag_id: str, logical_date: datetime | str, conf: dict | None = None):
-    """Returns the finished DagRun; fails the test with each failed task's id when any fails."""
+def run_dag_states(dag_id: str, logical_date: datetime | str, conf: dict | None = None):
+    """Run the DAG with ``dag.test()``; returns the DagRun and ``{task_id: (state, try_number)}``."""
     if isinstance(logical_date, str):
         logical_date = datetime.fromisoformat(logical_date)
     if logical_date.tzinfo is None:
         logical_date = logical_date.replace(tzinfo=UTC)
     dag = load_dag(dag_id)
     dagrun = dag.test(logical_date=logical_date, run_conf=conf)
-    states = {ti.task_id: ti.state for ti in dagrun.get_task_instances()}
-    failed = {t: s for t, s in states.items() if s != "success"}
-    assert dagrun.state == "success" and not failed, f"{dag_id} tasks not successful: {failed}"
+    states = {ti.task_id: (str(ti.state), ti.try_number) for ti in dagrun.get_task_instances()}
+    return dagrun, states
+
+
+def run_dag(dag_id: str, logical_date: datetime | str, conf: dict | None = None):
+    """Returns the finished DagRun; fails the test unless every task of the DAG ran and succeeded
+    (a run with no task instances is "successful" to Airflow, and proves nothing)."""
+    dagrun, states = run_dag_states(dag_id, logical_date, conf)
+    expected = set(load_dag(dag_id).task_ids)
+    failed = {t: s for t, (s, _) in states.items() if s != "success"}
+    missing = expected - set(states)
+    assert dagrun.state == "success" and not failed and not missing, \
+        f"{dag_id}: tasks not successful {failed}, never created {sorted(missing)}"
     return dagrun

@@ -80,8 +80,9 @@ def ensure_db(env: Mapping[str, str] | None = None) -> None:
 
 
 def run_dag(dag_id: str, logical_date: str, conf: Mapping | None = None,
-            env: Mapping[str, str] | None = None) -> None:
-    """Run a whole DAG run through Airflow (``airflow dags test``); raises if any task fails."""
+            env: Mapping[str, str] | None = None) -> list[dict]:
+    """Run a whole DAG run through Airflow (``airflow dags test``); raises unless every task of
+    the run exists and succeeded. Returns the task instances' states."""
     import json
 
     env = env or airflow_env()
@@ -94,9 +95,35 @@ def run_dag(dag_id: str, logical_date: str, conf: Mapping | None = None,
     log = Path(env["AIRFLOW_HOME"]) / "logs" / f"{dag_id}_{logical_date}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(out, encoding="utf-8")
-    finished = re.findall(r"DagRun Finished: dag_id=[^,]+,.*? state=(\w+)", out)
-    if proc.returncode != 0 or finished[-1:] != ["success"]:
+    finished = re.findall(r"DagRun Finished: dag_id=[^,]+,.*? run_id=([^,]+),.*? state=(\w+)", out)
+    if proc.returncode != 0 or not finished or finished[-1][1] != "success":
         errors = [line for line in out.splitlines() if "ERROR" in line or "Error" in line]
         tail = "\n".join(errors[-25:])[-4000:]
-        state = finished[-1] if finished else "unknown"
+        state = finished[-1][1] if finished else "unknown"
         raise AirflowRunError(f"DAG {dag_id} {logical_date} ended {state}; full log: {log}\n{tail}")
+    return check_run_tasks(dag_id, finished[-1][0], logical_date, env, log)
+
+
+def check_run_tasks(dag_id: str, run_id: str, logical_date: str, env: Mapping[str, str],
+                    log: Path | None = None) -> list[dict]:
+    """Every task instance of the run, all ``success``; a run with none is an error.
+
+    Airflow marks a run successful when it has no task instances at all (a logical date before
+    the DAG's ``start_date``), so "the run succeeded" alone proves nothing ran.
+    """
+    import json
+
+    proc = airflow("tasks", "states-for-dag-run", dag_id, run_id, "-o", "json", env=env,
+                   capture=True)
+    lines = [ln for ln in (proc.stdout or "").splitlines() if ln.startswith("[")]
+    states = json.loads(lines[-1]) if lines else []
+    where = f"; full log: {log}" if log else ""
+    if not states:
+        raise AirflowRunError(
+            f"DAG {dag_id} run {run_id} ({logical_date}) has no task instances: Airflow scheduled "
+            f"nothing (is {logical_date} before the DAG's start_date?), so no work was done{where}")
+    bad = {s["task_id"]: s["state"] for s in states if s.get("state") != "success"}
+    if bad:
+        raise AirflowRunError(f"DAG {dag_id} run {run_id} ({logical_date}): tasks not successful: "
+                              f"{bad}{where}")
+    return states

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +17,10 @@ def project_root() -> Path:
     """The checkout this package was installed from (editable install), else the working directory."""
     here = Path(__file__).resolve().parents[2]
     return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+LOCAL_SOURCES = "local_sources.json"
+"""Lake state file naming the source folder the embedded default ingests (written by the demo)."""
 
 
 class Settings(BaseSettings):
@@ -81,6 +85,22 @@ class Settings(BaseSettings):
         """Relative paths are resolved once, so a task in another process or working directory
         (a Celery worker, a forked task runner) reads the same folder."""
         return Path(value).expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _remembered_source_dir(self) -> Settings:
+        """Without RECOMART_SOURCE_DIR, use the folder this lake was last built from by
+        `recomart demo` (``state/local_sources.json``), so `make ui` / `recomart run` after the
+        demo ingest the same shop instead of conflicting with what the demo landed."""
+        if "source_dir" in self.model_fields_set:
+            return self
+        remembered = self.lake_root / "state" / LOCAL_SOURCES
+        if remembered.is_file():
+            import json
+
+            folder = Path(json.loads(remembered.read_text(encoding="utf-8"))["source_dir"])
+            if folder.is_dir():
+                self.source_dir = folder
+        return self
 
     @property
     def resolved_mlflow_uri(self) -> str:

@@ -97,6 +97,7 @@ def run_demo(opts: DemoOptions, step: Step = log.info) -> dict:
     generated = generate(src, users=opts.users, products=opts.products, days=opts.days,
                          seed=get_settings().seed, end_date=end)
     result: dict = {"ds": opts.ds, "source_dir": str(src), "generated": generated}
+    remember_source_dir(lake, src)
     with serve_in_background(create_app(src / "products.csv")) as catalog_url:
         step(f"catalog API serving {opts.products} products at {catalog_url}")
         env = airflow_env({"RECOMART_SOURCE_DIR": str(src), "RECOMART_CATALOG_API_URL": catalog_url})
@@ -111,6 +112,17 @@ def run_demo(opts: DemoOptions, step: Step = log.info) -> dict:
     latest = lake.path("serving", "latest.json")
     result["champion"] = lake.read_json(latest) if latest.exists() else None
     return result
+
+
+def remember_source_dir(lake: Lake, src: Path) -> None:
+    """Make the demo's shop this lake's default source folder (see ``Settings``), so a later
+    `make ui` or `recomart run` without RECOMART_SOURCE_DIR ingests the same files."""
+    from recomart.config import LOCAL_SOURCES, reset_settings
+
+    lake.write_json(lake.path("state", LOCAL_SOURCES),
+                    {"source_dir": str(Path(src).resolve()), "written_by": "recomart demo",
+                     "at": datetime.now(UTC).isoformat(timespec="seconds")})
+    reset_settings()
 
 
 def outputs(lake: Lake, ds: str) -> dict[str, str]:

@@ -25,12 +25,13 @@ def prepared_lake(lake, tmp_path, airflow_db):
     from recomart.features import build_features
     from recomart.ingestion import ingest_csv_sources
     from recomart.sources.generator import generate
-    from recomart.validation import validate_all
+    from recomart.validation import publish_validated, validate_all
 
     src = tmp_path / "source"
     generate(src, users=1000, products=150, days=45, seed=11, end_date=date(2024, 5, 2))
     ingest_csv_sources(lake, DS, src)
     assert validate_all(lake, DS, "test-prep")["status"] == "pass"
+    publish_validated(lake, DS, "test-prep")
     build_features(lake, DS, "test-prep")
     return lake
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recomart.curated import logical_date_end
+from recomart.curated import logical_date_end, publish
 from recomart.features.engineering import build_features, load_inputs
 from recomart.tables import DATASETS
 
@@ -70,7 +70,31 @@ def shop(lake):
     for name, rows in (("users", users), ("products", products), ("clickstream", clicks),
                        ("orders", orders), ("ratings", ratings)):
         lake.write_table("curated", name, curated_frame(name, rows))
+    publish_latest(lake, DS)
     return lake
+
+
+def publish_latest(lake, ds: str) -> None:
+    """What a passing quality gate does: publish the newest curated versions for ``ds``."""
+    publish(lake, ds, {n: lake.table_version("curated", n) for n in DATASETS}, "test")
+
+
+def test_features_read_only_published_versions(shop):
+    """A staged (unpublished) curated version, e.g. one whose gate failed, is never read."""
+    products = shop.read_table("curated", "products").drop(columns=["_ds"])
+    shop.write_table("curated", "products", products.assign(price=products["price"] * 100, _ds=DS))
+    inp = load_inputs(shop, DS)
+    assert inp.versions["products"] == 0
+    assert inp.products.set_index("product_id")["price"][10] == 80.0
+
+
+def test_features_refuse_to_run_when_nothing_was_published(lake):
+    from recomart.curated import NothingPublishedError
+
+    for name in DATASETS:
+        lake.write_table("curated", name, curated_frame(name, []))
+    with pytest.raises(NothingPublishedError, match="quality gate must pass"):
+        load_inputs(lake, DS)
 
 
 def test_as_of_is_the_end_of_the_logical_date():
@@ -146,6 +170,7 @@ def test_build_on_generated_shop_covers_every_entity_and_is_idempotent(lake, tmp
         raw = pd.read_csv(tmp_path / "src" / f"{name}.csv", dtype=str, keep_default_na=False,
                           na_values=[""])
         lake.write_table("curated", name, curated_frame(name, raw.to_dict("records"), "2024-06-29"))
+    publish_latest(lake, "2024-06-29")
     first = build_features(lake, "2024-06-29", "r1")
     store = FeatureStore(lake)
     users = store.get_snapshot("user_features")
@@ -174,8 +199,10 @@ def test_backfill_reads_the_curated_version_written_for_its_own_date(shop):
     products = shop.read_table("curated", "products").drop(columns=["_ds"])
     shop.write_table("curated", "products", products.assign(_ds=DS),
                      metadata={"logical_date": DS})
+    publish_latest(shop, DS)
     repriced = products.assign(price=products["price"] * 10, _ds="2024-05-20")
     shop.write_table("curated", "products", repriced, metadata={"logical_date": "2024-05-20"})
+    publish_latest(shop, "2024-05-20")
     build_features(shop, "2024-05-20", "later")
     back = build_features(shop, DS, "backfill")             # after the later date was built
     store = FeatureStore(shop)

@@ -24,11 +24,12 @@ def run(dag_id: str = typer.Argument("recomart_batch", help="recomart_batch or r
     date = date or _today()
     with console.status(f"running {dag_id} for {date} through Airflow ..."):
         try:
-            run_dag(dag_id, date)
+            states = run_dag(dag_id, date)
         except AirflowRunError as exc:
             console.print(f"[red]{exc}")
             raise typer.Exit(1) from exc
-    console.print(f"[green]{dag_id} {date}: all tasks succeeded")
+    console.print(f"[green]{dag_id} {date}: all {len(states)} tasks ran and succeeded:[/] "
+                  + ", ".join(s["task_id"] for s in states))
 
 
 @app.command("ui")

@@ -133,10 +133,12 @@ def audience(product: int = typer.Option(..., "--product", help="Product id"),
 
 def _with_titles(lake, frame, column: str):
     """Add the product title when the curated catalog is there (nice to read, never required)."""
-    if frame.empty or not lake.table_exists("curated", "products"):
+    from recomart.curated import read_published
+
+    if frame.empty:
         return frame
-    products = lake.read_table("curated", "products", columns=["product_id", "title"])
-    titles = products.drop_duplicates("product_id", keep="last").rename(
+    products = read_published(lake, "products")[["product_id", "title"]]
+    titles = products.rename(
         columns={"product_id": column})
     return frame.merge(titles, on=column, how="left")
 

@@ -17,7 +17,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from recomart.curated import DAY, TS, logical_date_end, read_curated
+from recomart.curated import (
+    DAY,
+    TS,
+    NothingPublishedError,
+    logical_date_end,
+    published_pointer,
+    published_version,
+    read_curated,
+)
 from recomart.features.definitions import (
     CONTENT_DIM,
     EVENT_WEIGHTS,
@@ -26,7 +34,7 @@ from recomart.features.definitions import (
     USER_FEATURES,
     USER_ITEM_FEATURES,
 )
-from recomart.lake import Lake, LakeError
+from recomart.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +67,24 @@ class CuratedInputs:
         })
 
 
-def _curated_version(lake: Lake, dataset: str, ds: str) -> int:
-    """The curated version validation wrote for ``ds`` (a backfill reads its own date's data),
-    else the latest one."""
-    mine = [h["version"] for h in lake.table_history("curated", dataset)
-            if h.get("logical_date") == ds and h.get("version") is not None]
-    return max(mine) if mine else lake.table_version("curated", dataset)
-
-
-def _read_curated(lake: Lake, dataset: str, as_of: pd.Timestamp) -> tuple[pd.DataFrame, int | None]:
-    try:
-        version = _curated_version(lake, dataset, (as_of - DAY).date().isoformat())
-    except LakeError:
-        log.warning("curated/%s is missing: its features are computed from no rows", dataset)
-        version = None
+def _read_curated(lake: Lake, dataset: str, ds: str, as_of: pd.Timestamp
+                  ) -> tuple[pd.DataFrame, int | None]:
+    version = published_version(lake, dataset, ds)
+    if version is None:
+        log.warning("curated/%s has no published version for %s: its features use no rows", dataset, ds)
     return read_curated(lake, dataset, version, as_of), version
 
 
 def load_inputs(lake: Lake, ds: str) -> CuratedInputs:
     as_of = logical_date_end(ds)
+    if published_pointer(lake, ds) is None:
+        raise NothingPublishedError(
+            f"no curated data published on or before {ds} in {lake.root}: run the batch DAG for "
+            f"{ds} first (its quality gate must pass before features can be built)")
     frames: dict[str, pd.DataFrame] = {}
     versions: dict[str, int | None] = {}
     for name in ("users", "products", "orders", "ratings", "clickstream"):
-        frames[name], versions[name] = _read_curated(lake, name, as_of)
+        frames[name], versions[name] = _read_curated(lake, name, ds, as_of)
     users = frames["users"]
     if len(users):
         signup = pd.to_datetime(users["signup_date"], utc=True)

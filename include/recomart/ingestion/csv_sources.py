@@ -17,6 +17,7 @@ from recomart.errors import PermanentError
 from recomart.ingestion.landing import (
     MANIFEST,
     RawLandingConflict,
+    SourceChangedError,
     count_lines,
     landing_dir,
     now_iso,
@@ -49,10 +50,14 @@ def _conflict(lake: Lake, dataset: str, src: Path, ds: str, digest: str) -> dict
     existing = read_manifest(lake, SOURCE, dataset, ds)
     if existing is not None and existing["sha256"] != digest:
         folder = landing_dir(lake, SOURCE, dataset, ds)
+        origin = existing.get("origin")
+        hint = (f" If you meant the files that were landed, point RECOMART_SOURCE_DIR at "
+                f"{Path(origin).parent}." if origin and Path(origin).parent != src.parent else "")
         raise RawLandingConflict(
-            f"{relative(lake, folder)} already holds {existing['path']} (sha256 {existing['sha256']}, "
-            f"landed {existing['fetched_at']}) but {src} now has sha256 {digest}. Raw landings are "
-            f"immutable: delete that folder to re-land this date on purpose, or use a new date.")
+            f"{relative(lake, folder)} already holds {existing['path']} from {origin or 'unknown'} "
+            f"(sha256 {existing['sha256']}, landed {existing['fetched_at']}) but {src} has sha256 "
+            f"{digest}. Raw landings are immutable.{hint} To land the new file for {ds} on purpose, "
+            f"delete {lake.root / relative(lake, folder)}; or run another date.")
     return existing
 
 
@@ -69,7 +74,7 @@ def _land_one(lake: Lake, dataset: str, src: Path, ds: str, digest: str) -> dict
     lake.copy_file(src, dest)
     if sha256_file(dest) != digest:  # the source changed while we copied
         shutil.rmtree(folder)
-        raise RawLandingConflict(f"{src} changed while it was being copied; retry the landing")
+        raise SourceChangedError(f"{src} changed while it was being copied; retry the landing")
     manifest = {"source": SOURCE, "dataset": dataset, "logical_date": ds, "rows": count_lines(dest),
                 "sha256": digest, "bytes": dest.stat().st_size, "fetched_at": now_iso(),
                 "path": relative(lake, dest), "origin": str(src)}

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recomart.errors import PermanentError
+from recomart.errors import PermanentError, TransientError
 from recomart.lake import Lake
 
 MANIFEST = "_manifest.json"
@@ -18,6 +18,10 @@ MANIFEST = "_manifest.json"
 
 class RawLandingConflict(PermanentError):
     """The source changed for a date that is already landed; raw landings are never overwritten."""
+
+
+class SourceChangedError(TransientError):
+    """A source file changed while it was being copied: landing it again later can succeed."""
 
 
 def landing_dir(lake: Lake, source: str, dataset: str, ds: str) -> Path:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from recomart.validation.gate import DataQualityError, quality_gate
+from recomart.validation.gate import DataQualityError, publish_validated, quality_gate
 
-__all__ = ["DataQualityError", "quality_gate", "validate_all"]
+__all__ = ["DataQualityError", "publish_validated", "quality_gate", "validate_all"]
 
 
 def validate_all(*args: Any, **kwargs: Any) -> dict[str, Any]:

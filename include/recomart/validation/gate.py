@@ -1,4 +1,5 @@
-"""The quality gate: the only place a run fails for data quality (after its reports are written)."""
+"""The quality gate: the only place a run fails for data quality (after its reports are written),
+and the only way staged curated versions become visible to readers (:func:`publish_validated`)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,19 @@ def quality_gate(lake: Lake, ds: str) -> dict[str, Any]:
         raise DataQualityError(f"data quality gate failed for {ds}:\n" + "\n".join(lines))
     return {"logical_date": ds, "status": "pass", "threshold": threshold,
             "bad_ratios": {n: d["bad_ratio"] for n, d in summary["datasets"].items()}}
+
+
+def publish_validated(lake: Lake, ds: str, run_id: str) -> dict[str, Any]:
+    """Publish the curated versions the validation of ``ds`` staged, after re-checking its gate.
+
+    Re-checking here (not trusting task order alone) means a caller that skips the gate still
+    cannot publish a rejected snapshot.
+    """
+    from recomart.curated import publish
+
+    quality_gate(lake, ds)
+    summary = lake.read_json(summary_path(lake, ds))
+    versions = {name: int(d["curated_version"]) for name, d in summary["datasets"].items()}
+    pointer = publish(lake, ds, versions, run_id)
+    return {"logical_date": ds, "status": "published", "versions": pointer["versions"],
+            "validation_run_id": summary["run_id"]}

@@ -19,8 +19,10 @@ def read_history(lake: Lake) -> list[dict[str, Any]]:
 
 
 def previous_curated_rows(lake: Lake, ds: str) -> dict[str, int]:
-    """Curated row counts of the latest run before ``ds``."""
-    earlier = [h for h in read_history(lake) if h.get("logical_date", "") < ds]
+    """Curated row counts of the latest run before ``ds`` that passed its gate (a rejected run is
+    no baseline: comparing against it would make a bad delivery look normal)."""
+    earlier = [h for h in read_history(lake)
+               if h.get("logical_date", "") < ds and h.get("status") != "fail"]
     if not earlier:
         return {}
     last = max(earlier, key=lambda h: h["logical_date"])

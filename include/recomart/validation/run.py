@@ -9,7 +9,9 @@ catalog, fresher prices); the CSV copy is quarantined as ``superseded_by_api`` (
 counted as bad). Clickstream from CSV wins over the speed layer's copy of the same ``event_id``
 (the batch file is the system of record); the speed copy is quarantined as ``duplicate_key``.
 Curated tables hold the latest validated snapshot (sources deliver full snapshots); each run is one
-new Delta version, so earlier snapshots stay reachable by version.
+new Delta version, so earlier snapshots stay reachable by version. That version is only *staged*:
+readers see it once the quality gate has passed and :func:`recomart.validation.gate.publish_validated`
+has published it (write-audit-publish, see :mod:`recomart.curated`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recomart.config import get_settings
-from recomart.curated import logical_date_end
+from recomart.curated import logical_date_end, unpublish
 from recomart.errors import PermanentError, RecomartError
 from recomart.ingestion.landing import read_manifest
 from recomart.lake import Lake
@@ -224,6 +226,8 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
     threshold = get_settings().bad_row_threshold if threshold is None else threshold
     ds_end = logical_date_end(ds)
     inputs = collect_inputs(lake, ds, ds_end)
+    if unpublish(lake, ds):  # until this run's gate passes, readers of ds see the previous publication
+        log.info("withdrew the earlier publication of %s while it is re-validated", ds)
     ctx = RunContext(ds_end=ds_end)
     results: dict[str, DatasetResult] = {}
     for name in ORDER:
@@ -252,7 +256,7 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
                         if c["suite"].startswith("great_expectations"))
         entry["status"] = ("fail" if entry["bad_ratio"] > threshold
                            else "warn" if gx_failed else "pass")
-        meta = {"run_id": run_id, "logical_date": ds}
+        meta = {"run_id": run_id, "logical_date": ds, "stage": "staged"}
         entry["curated_version"] = lake.write_table(
             "curated", name, _curated_table(res.curated, dset, ds), mode="overwrite", metadata=meta)
         entry["quarantine_version"] = write_quarantine(lake, dset, ds, res.quarantine, run_id)

@@ -49,7 +49,7 @@ from typing import Any
 from airflow.sdk import Asset, dag, get_current_context, task
 from recomart_tasks import fail_fast, run_ds
 
-from recomart.orchestration import BATCH_DAG_ID, DEFAULT_ARGS, FEATURES_ASSETS, START_DATE, lake_asset
+from recomart.orchestration import BATCH_DAG_ID, FEATURES_ASSETS, START_DATE, default_args, lake_asset
 
 CURATED = ("users", "products", "orders", "ratings", "clickstream")
 CATALOG_CONN_ID = "recomart_catalog_api"
@@ -89,7 +89,7 @@ def _catalog_url() -> str | None:
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     tags=["recomart", "batch", "ingestion", "validation"],
     doc_md=__doc__,
 )

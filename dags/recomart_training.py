@@ -27,10 +27,10 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from recomart_tasks import fail_fast, run_ds
 
 from recomart.orchestration import (
-    DEFAULT_ARGS,
     FEATURES_ASSETS,
     START_DATE,
     TRAINING_DAG_ID,
+    default_args,
     lake_asset,
 )
 
@@ -56,7 +56,7 @@ def _run_id() -> str:
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     tags=["recomart", "training", "mlflow"],
     doc_md=__doc__,
     params={

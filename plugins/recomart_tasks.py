@@ -37,4 +37,5 @@ def fail_fast(fn: F) -> F:
             raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: a retry cannot "
                                        "change this outcome)") from exc
 
+    wrapper.recomart_fail_fast = True  # type: ignore[attr-defined]  # checked by the DAG tests
     return wrapper  # type: ignore[return-value]

@@ -12,14 +12,23 @@ OWNER = "recomart"
 # instances: Airflow marks a run dated before start_date successful without running any task.
 # ``catchup=False`` keeps the scheduler from creating the runs in between.
 START_DATE = datetime(1970, 1, 1, tzinfo=UTC)
-DEFAULT_ARGS: dict = {
-    "owner": OWNER,
-    "retries": 2,
-    # RECOMART_RETRY_DELAY_SECONDS shortens the wait between retries (the tests set 1 s).
-    "retry_delay": timedelta(seconds=float(os.environ.get("RECOMART_RETRY_DELAY_SECONDS", "30"))),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
+
+
+def default_args() -> dict:
+    """``default_args`` of every RecoMart DAG, built when a DAG file is parsed (not at import).
+
+    ``RECOMART_RETRY_DELAY_SECONDS`` shortens the first wait between retries (the tests set 1 s).
+    Deterministic failures are not retried at all (``PermanentError`` -> ``AirflowFailException``).
+    """
+    return {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(seconds=float(os.environ.get("RECOMART_RETRY_DELAY_SECONDS", "30"))),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
+
+
 BATCH_DAG_ID = "recomart_batch"
 TRAINING_DAG_ID = "recomart_training"
 

@@ -1,4 +1,5 @@
-"""Every DAG file imports cleanly, is documented and retried, and keeps heavy imports out of parsing."""
+"""Every DAG file imports cleanly, is documented and retried (deterministic errors fail fast), and
+keeps heavy imports out of parsing."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def test_dag_file_conventions(dagbag, path):
         for task in dag.tasks:
             assert task.owner == "recomart", f"{dag.dag_id}.{task.task_id} owner {task.owner}"
             assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
+            # transient faults are retried; PermanentError fails at once (no retries burnt)
+            assert getattr(task.python_callable, "recomart_fail_fast", False), \
+                f"{dag.dag_id}.{task.task_id} is not wrapped with recomart_tasks.fail_fast"
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

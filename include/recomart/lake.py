@@ -2,7 +2,8 @@
 
 Zones (see recomart_lake/README.md): raw (immutable landings + manifests), speed (Faust landings),
 quarantine, curated and features (Delta tables), reports (PDF/HTML), serving (published
-recommendations), lineage (OpenLineage events), state (watermarks, run history), mlflow.
+recommendations), lineage (OpenLineage events), state (watermarks, run history), mlflow,
+experiments (A/B definitions, attributed outcomes, readouts).
 
 Every write is atomic: files are written to a temporary name in the same folder and renamed into
 place; tables are Delta Lake commits. A crash therefore leaves either the old or the new content.
@@ -26,7 +27,7 @@ from recomart.config import get_settings
 from recomart.errors import RecomartError
 
 ZONES = ("raw", "speed", "quarantine", "curated", "features", "reports", "serving", "lineage",
-         "state", "mlflow")
+         "state", "mlflow", "experiments")
 
 
 class LakeError(RecomartError):

@@ -1,0 +1,269 @@
+"""Outcomes: which served lists led to a click, an add-to-cart or a purchase.
+
+Exposures (one row per served list, with the experiment, variant and assignment probability)
+first pass their own Pandera schema; rows that fail are quarantined with a reason:
+
+- ``null_request_id`` / ``missing_unit`` (no user id for a user experiment, no session id for a
+  session experiment) / ``bad_probability`` (assignment probability not in (0, 1]);
+- ``unknown_variant``: the variant is not one of the experiment's revision;
+- ``duplicate_request_id``: a second, *different* message with a request id already seen (a
+  replay of the same Kafka message after a crash is not a duplicate: it is dropped and counted);
+- ``before_experiment_start`` / ``after_experiment_stop``.
+
+Attribution: an event on a product of a served list counts for that list when it happens within
+the attribution window after it, matched by ``request_id`` when the event carries one, else by the
+same user (or session) and product, to the most recent list that showed the product. Each event
+counts for one list at most. ``view`` is a click, then ``add_to_cart`` and ``purchase``.
+
+Counts reconcile: exposures in = not in this experiment + quarantined + attributed-to-units.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from recomart.experiments.definitions import Experiment
+from recomart.experiments.statistics import StatisticsError
+
+log = logging.getLogger(__name__)
+
+NULL_REQUEST_ID = "null_request_id"
+MISSING_UNIT = "missing_unit"
+BAD_PROBABILITY = "bad_probability"
+UNKNOWN_VARIANT = "unknown_variant"
+DUPLICATE_REQUEST_ID = "duplicate_request_id"
+BEFORE_START = "before_experiment_start"
+AFTER_STOP = "after_experiment_stop"
+PRIORITY = [NULL_REQUEST_ID, MISSING_UNIT, UNKNOWN_VARIANT, BAD_PROBABILITY, BEFORE_START,
+            AFTER_STOP, DUPLICATE_REQUEST_ID]
+EXPOSURE_COLUMNS = ["request_id", "ts", "route", "user_id", "session_id", "model", "version",
+                    "experiment", "variant", "assignment_probability", "items"]
+EVENT_COLUMNS = ["event_id", "user_id", "product_id", "event_type", "session_id", "timestamp",
+                 "price", "request_id"]
+UNIT_COLUMNS = ["unit", "variant", "exposures", "clicked", "carted", "clicks", "purchases",
+                "revenue"]
+
+
+@dataclass
+class Reconciliation:
+    landed: int = 0
+    replays_dropped: int = 0
+    not_in_experiment: int = 0
+    in_experiment: int = 0
+    quarantined: int = 0
+    valid: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    units: int = 0
+    units_in_several_variants: int = 0
+    exposures_of_dropped_units: int = 0
+    events_considered: int = 0
+    events_attributed: int = 0
+    attributed_by_request_id: int = 0
+    attributed_by_window: int = 0
+
+    def check(self) -> None:
+        """The books balance, or the run fails (nothing may be lost silently)."""
+        if self.landed != self.replays_dropped + self.not_in_experiment + self.in_experiment:
+            raise StatisticsError(f"exposure counts do not reconcile: {asdict(self)}")
+        if self.in_experiment != self.quarantined + self.valid:
+            raise StatisticsError(f"experiment exposures do not reconcile: {asdict(self)}")
+        if sum(self.reasons.values()) != self.quarantined:
+            raise StatisticsError(f"quarantine reasons do not add up: {asdict(self)}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def exposure_schema(exp: Experiment) -> pa.DataFrameSchema:
+    """Each check is named after the quarantine reason it produces."""
+    start = pd.Timestamp(exp.started())
+    stop = pd.Timestamp(datetime.fromisoformat(exp.stopped_at)) if exp.stopped_at else None
+    unit_col = "user_id" if exp.unit == "user" else "session_id"
+    variants = [v.name for v in exp.variants]
+    columns = {
+        "request_id": pa.Column(str, nullable=True, checks=pa.Check(
+            lambda s: s.notna(), element_wise=False, name=NULL_REQUEST_ID)),
+        "ts": pa.Column("datetime64[us, UTC]", nullable=False, checks=[
+            pa.Check(lambda s: s >= start, name=BEFORE_START),
+            pa.Check((lambda s: s <= stop) if stop is not None else (lambda s: s == s),
+                     name=AFTER_STOP)]),
+        "variant": pa.Column(str, nullable=True, checks=pa.Check(
+            lambda s: s.isin(variants), name=UNKNOWN_VARIANT)),
+        "assignment_probability": pa.Column(float, nullable=True, checks=pa.Check(
+            lambda s: s.gt(0) & s.le(1), name=BAD_PROBABILITY)),
+        unit_col: pa.Column(nullable=True, checks=pa.Check(lambda s: s.notna(), name=MISSING_UNIT)),
+    }
+    return pa.DataFrameSchema(columns, strict=False, coerce=False)
+
+
+def _dedup_replays(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop re-landings of the same Kafka message (same request id and partition/offset)."""
+    keys = ["request_id", "_kafka_partition", "_kafka_offset"]
+    if not set(keys) <= set(frame.columns):
+        return frame, 0
+    dup = frame.duplicated(subset=keys, keep="first") & frame["request_id"].notna()
+    return frame.loc[~dup], int(dup.sum())
+
+
+def validate_exposures(exposures: pd.DataFrame, exp: Experiment
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, Reconciliation]:
+    """``(valid, quarantined_with_reason, reconciliation)`` for one experiment revision."""
+    rec = Reconciliation(landed=len(exposures))
+    frame, rec.replays_dropped = _dedup_replays(exposures)
+    mine = frame["experiment"] == exp.name
+    if "experiment_revision" in frame.columns:
+        mine &= frame["experiment_revision"].fillna(exp.revision) == exp.revision
+    rec.not_in_experiment = int((~mine).sum())
+    frame = frame.loc[mine].copy()
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[us, UTC]")
+    frame["assignment_probability"] = frame["assignment_probability"].astype(float)
+    rec.in_experiment = len(frame)
+    reason = pd.Series(pd.NA, index=frame.index, dtype="object")
+    try:
+        exposure_schema(exp).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        cases = cases[cases["index"].notna() & cases["check"].isin(PRIORITY)]
+        rank = {r: i for i, r in enumerate(PRIORITY)}
+        for idx, check in sorted(zip(cases["index"], cases["check"], strict=True),
+                                 key=lambda t: -rank[t[1]]):
+            reason.loc[idx] = check  # the highest-priority reason wins (written last)
+    ok = reason.isna()
+    dup = frame["request_id"].duplicated(keep="first") & frame["request_id"].notna() & ok
+    reason.loc[dup[dup].index] = DUPLICATE_REQUEST_ID
+    quarantined = frame.loc[reason.notna()].assign(reason=reason[reason.notna()])
+    valid = frame.loc[reason.isna()]
+    rec.quarantined, rec.valid = len(quarantined), len(valid)
+    rec.reasons = {k: int(v) for k, v in quarantined["reason"].value_counts().items()}
+    return valid, quarantined, rec
+
+
+def _explode(valid: pd.DataFrame, unit_col: str) -> pd.DataFrame:
+    lens = valid["items"].map(len).to_numpy()
+    rows = np.repeat(np.arange(len(valid)), lens)
+    flat = [it for items in valid["items"] for it in items]
+    return pd.DataFrame({
+        "request_id": valid["request_id"].to_numpy()[rows],
+        "unit": valid[unit_col].to_numpy()[rows],
+        "ts": valid["ts"].to_numpy()[rows],
+        "product_id": np.fromiter((it["product_id"] for it in flat), np.int64, len(flat)),
+    })
+
+
+def attribute(valid: pd.DataFrame, events: pd.DataFrame, exp: Experiment, rec: Reconciliation,
+              until: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Attributed events: ``[request_id, unit, event_id, event_type, price, timestamp, how]``."""
+    window = pd.Timedelta(hours=exp.attribution_window_hours)
+    unit_col = "user_id" if exp.unit == "user" else "session_id"
+    if valid.empty or events.empty:
+        return pd.DataFrame(columns=["request_id", "unit", "event_id", "event_type", "price",
+                                     "timestamp", "how"])
+    shown = _explode(valid, unit_col)
+    ev = events.drop_duplicates("event_id")
+    ev = ev[ev["timestamp"] >= pd.Timestamp(exp.started())]
+    if until is not None:
+        ev = ev[ev["timestamp"] <= until]
+    rec.events_considered = len(ev)
+    ev = ev.assign(timestamp=pd.to_datetime(ev["timestamp"], utc=True).astype("datetime64[us, UTC]"))
+    shown["ts"] = pd.to_datetime(shown["ts"], utc=True).astype("datetime64[us, UTC]")
+    has_rid = ev["request_id"].notna() if "request_id" in ev.columns else pd.Series(False, ev.index)
+
+    by_rid = ev.loc[has_rid, ["event_id", "product_id", "event_type", "price", "timestamp",
+                              "request_id"]].merge(shown, on=["request_id", "product_id"])
+    by_rid = by_rid[(by_rid["timestamp"] >= by_rid["ts"]) & (by_rid["timestamp"] <= by_rid["ts"] + window)]
+    by_rid = by_rid.drop_duplicates("event_id").assign(how="request_id")
+
+    rest = ev.loc[~has_rid].dropna(subset=[unit_col])
+    rest = rest.assign(unit=rest[unit_col].astype(shown["unit"].dtype) if len(rest) else rest[unit_col])
+    rest = rest[["event_id", "unit", "product_id", "event_type", "price", "timestamp"]]
+    if len(rest):
+        left = rest.sort_values("timestamp", kind="stable")
+        right = shown.sort_values("ts", kind="stable")
+        by_win = pd.merge_asof(left, right, left_on="timestamp", right_on="ts",
+                               by=["unit", "product_id"], direction="backward", tolerance=window)
+        by_win = by_win.dropna(subset=["request_id"]).assign(how="window")
+    else:
+        by_win = pd.DataFrame(columns=[*by_rid.columns])
+    cols = ["request_id", "unit", "event_id", "event_type", "price", "timestamp", "how"]
+    out = pd.concat([by_rid[cols], by_win[cols]], ignore_index=True)
+    rec.attributed_by_request_id = len(by_rid)
+    rec.attributed_by_window = len(by_win)
+    rec.events_attributed = len(out)
+    return out
+
+
+def unit_outcomes(valid: pd.DataFrame, attributed: pd.DataFrame, exp: Experiment,
+                  rec: Reconciliation) -> pd.DataFrame:
+    """One row per unit: its variant, exposures and attributed outcomes, plus the metrics."""
+    unit_col = "user_id" if exp.unit == "user" else "session_id"
+    per_request = pd.DataFrame({"request_id": valid["request_id"].to_numpy(),
+                                "unit": valid[unit_col].to_numpy(),
+                                "variant": valid["variant"].to_numpy()})
+    if len(attributed):
+        a = attributed.assign(
+            click=attributed["event_type"].eq("view"),
+            cart=attributed["event_type"].eq("add_to_cart"),
+            buy=attributed["event_type"].eq("purchase"),
+            rev=np.where(attributed["event_type"].eq("purchase"),
+                         pd.to_numeric(attributed["price"], errors="coerce").fillna(0.0), 0.0))
+        agg = a.groupby("request_id").agg(clicks=("click", "sum"), carts=("cart", "sum"),
+                                          purchases=("buy", "sum"), revenue=("rev", "sum"))
+        per_request = per_request.merge(agg, left_on="request_id", right_index=True, how="left")
+    for c in ("clicks", "carts", "purchases", "revenue"):
+        if c not in per_request.columns:
+            per_request[c] = 0.0
+    per_request = per_request.fillna({"clicks": 0, "carts": 0, "purchases": 0, "revenue": 0.0})
+    per_request["clicked"] = per_request["clicks"] > 0
+    per_request["carted"] = per_request["carts"] > 0
+    variants_per_unit = per_request.groupby("unit")["variant"].nunique()
+    mixed = variants_per_unit[variants_per_unit > 1].index
+    rec.units_in_several_variants = len(mixed)
+    if len(mixed):
+        log.warning("%s: %d units were served by several variants (excluded)", exp.name, len(mixed))
+        drop = per_request["unit"].isin(mixed)
+        rec.exposures_of_dropped_units = int(drop.sum())
+        per_request = per_request.loc[~drop]
+    units = per_request.groupby("unit", sort=True).agg(
+        variant=("variant", "first"), exposures=("request_id", "size"), clicked=("clicked", "sum"),
+        carted=("carted", "sum"), clicks=("clicks", "sum"), purchases=("purchases", "sum"),
+        revenue=("revenue", "sum")).reset_index()
+    rec.units = len(units)
+    return add_metrics(units)
+
+
+def add_metrics(units: pd.DataFrame) -> pd.DataFrame:
+    e = units["exposures"].astype(float)
+    return units.assign(
+        ctr=units["clicked"] / e, add_to_cart_rate=units["carted"] / e,
+        conversion=(units["purchases"] > 0).astype(float),
+        revenue_per_user=units["revenue"].astype(float),
+        clicks_per_user=units["clicks"].astype(float))
+
+
+def daily_units(valid: pd.DataFrame, attributed: pd.DataFrame, exp: Experiment,
+                days: list[str]) -> dict[str, pd.DataFrame]:
+    """Cumulative unit tables at the end of each day (for the sequential path and the chart)."""
+    out = {}
+    for day in days:
+        end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
+        v = valid[valid["ts"] < end]
+        a = attributed[pd.to_datetime(attributed["timestamp"], utc=True) < end] \
+            if len(attributed) else attributed
+        if len(v):
+            out[day] = unit_outcomes(v, a, exp, Reconciliation())
+    return out
+
+
+def experiment_days(exp: Experiment, ds: str) -> list[str]:
+    start = exp.started().date()
+    end = datetime.fromisoformat(ds).date()
+    if exp.stopped_at:
+        end = min(end, datetime.fromisoformat(exp.stopped_at).date())
+    n = (end - start).days + 1
+    return [(start + timedelta(days=i)).isoformat() for i in range(max(n, 0))]

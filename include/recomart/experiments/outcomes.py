@@ -88,16 +88,17 @@ def exposure_schema(exp: Experiment) -> pa.DataFrameSchema:
     variants = [v.name for v in exp.variants]
     columns = {
         "request_id": pa.Column(str, nullable=True, checks=pa.Check(
-            lambda s: s.notna(), element_wise=False, name=NULL_REQUEST_ID)),
+            lambda s: s.notna(), ignore_na=False, name=NULL_REQUEST_ID)),
         "ts": pa.Column("datetime64[us, UTC]", nullable=False, checks=[
             pa.Check(lambda s: s >= start, name=BEFORE_START),
             pa.Check((lambda s: s <= stop) if stop is not None else (lambda s: s == s),
                      name=AFTER_STOP)]),
         "variant": pa.Column(str, nullable=True, checks=pa.Check(
-            lambda s: s.isin(variants), name=UNKNOWN_VARIANT)),
+            lambda s: s.isin(variants), ignore_na=False, name=UNKNOWN_VARIANT)),
         "assignment_probability": pa.Column(float, nullable=True, checks=pa.Check(
-            lambda s: s.gt(0) & s.le(1), name=BAD_PROBABILITY)),
-        unit_col: pa.Column(nullable=True, checks=pa.Check(lambda s: s.notna(), name=MISSING_UNIT)),
+            lambda s: s.gt(0) & s.le(1), ignore_na=False, name=BAD_PROBABILITY)),
+        unit_col: pa.Column(nullable=True, checks=pa.Check(lambda s: s.notna(), ignore_na=False,
+                                                              name=MISSING_UNIT)),
     }
     return pa.DataFrameSchema(columns, strict=False, coerce=False)
 

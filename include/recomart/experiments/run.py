@@ -1,0 +1,196 @@
+"""The daily experiments stage: landed exposures ⋈ clickstream → unit outcomes → readout.
+
+``analyse_experiments(lake, ds)`` is what the ``recomart_experiments`` DAG and
+``recomart experiment report`` call. Per experiment it writes (idempotent for ``ds``):
+
+- ``experiments/<name>/r<revision>/ds=<ds>/units.parquet``: one row per unit with its variant,
+  exposures, attributed outcomes and metrics;
+- ``experiments/<name>/r<revision>/ds=<ds>/readout.json`` and ``.../latest.json``: the readout;
+- Delta ``quarantine/exposures``: the quarantined exposures with their reason, replaced per
+  (``_ds``, experiment).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recomart.errors import PermanentError
+from recomart.experiments import analysis, definitions, outcomes
+from recomart.experiments.definitions import Experiment
+from recomart.lake import Lake
+
+log = logging.getLogger(__name__)
+
+EXPOSURES_DIR = "exposures"
+CLICKSTREAM_DIR = "clickstream"
+QUARANTINE_TABLE = "exposures"
+CUPED_FEATURE = "user_features:n_views"
+
+
+class NothingToAnalyse(PermanentError):
+    """No experiment runs on this date, or it has no landed exposures."""
+
+
+def _landed(lake: Lake, subdir: str, columns: list[str]) -> pd.DataFrame:
+    root = lake.path("speed", subdir)
+    files = sorted(root.glob("date=*/*.parquet")) if root.is_dir() else []
+    frames = [lake.read_parquet(p) for p in files]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    frame = pd.concat(frames, ignore_index=True)
+    for c in columns:
+        if c not in frame.columns:  # files landed before a column joined the contract
+            frame[c] = None
+    return frame
+
+
+def read_exposures(lake: Lake) -> pd.DataFrame:
+    """Every landed exposure row, replays included (validation tells replays from duplicates)."""
+    return _landed(lake, EXPOSURES_DIR, [*outcomes.EXPOSURE_COLUMNS, "_kafka_partition",
+                                         "_kafka_offset"])
+
+
+def read_events(lake: Lake, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Clickstream in [start, end): speed-layer landings and the published curated table,
+    deduplicated by event id (an event in both is one event)."""
+    from recomart.curated import read_published
+
+    parts = [_landed(lake, CLICKSTREAM_DIR, outcomes.EVENT_COLUMNS)[outcomes.EVENT_COLUMNS]]
+    try:
+        curated = read_published(lake, "clickstream")
+        for c in outcomes.EVENT_COLUMNS:
+            if c not in curated.columns:
+                curated[c] = None
+        parts.append(curated[outcomes.EVENT_COLUMNS])
+    except Exception as exc:  # no curated clickstream yet: the speed layer alone
+        log.info("no published curated clickstream (%s): using speed-layer landings only", exc)
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in outcomes.EVENT_COLUMNS})
+    events = pd.concat(parts, ignore_index=True)
+    events["timestamp"] = pd.to_datetime(events["timestamp"], utc=True)
+    events = events[(events["timestamp"] >= start) & (events["timestamp"] < end)]
+    return events.drop_duplicates("event_id", keep="first").reset_index(drop=True)
+
+
+def covariates(lake: Lake, exp: Experiment, units: pd.Series) -> tuple[pd.Series | None, str]:
+    """CUPED's pre-experiment covariate per unit from the feature store (point-in-time just
+    before the start), or None and why not."""
+    if exp.unit != "user":
+        return None, "session experiments have no pre-experiment history per unit"
+    from recomart.features.store import FeatureStore
+
+    try:
+        store = FeatureStore(lake)
+        when = pd.Timestamp(exp.started()) - pd.Timedelta(microseconds=1)
+        frame = pd.DataFrame({"user_id": units.astype("int64").to_numpy(), "event_timestamp": when})
+        got = store.get_historical_features(frame, [CUPED_FEATURE])
+    except Exception as exc:
+        return None, f"no {CUPED_FEATURE} before the start ({type(exc).__name__}: {exc})"
+    col = CUPED_FEATURE.split(":")[1]
+    values = pd.to_numeric(got[col], errors="coerce").fillna(0.0)  # no snapshot row: no activity
+    return pd.Series(values.to_numpy(), index=units.index), CUPED_FEATURE
+
+
+def folder(lake: Lake, exp: Experiment, ds: str) -> Path:
+    return lake.path("experiments", exp.name, f"r{exp.revision}", f"ds={ds}")
+
+
+def _write_quarantine(lake: Lake, exp: Experiment, ds: str, rows: pd.DataFrame, run_id: str) -> int:
+    table = pd.DataFrame({
+        "request_id": rows["request_id"].astype("string"),
+        "ts": rows["ts"].astype("string"),
+        "experiment": exp.name, "revision": exp.revision,
+        "variant": rows["variant"].astype("string"),
+        "user_id": pd.to_numeric(rows["user_id"], errors="coerce").astype("Int64"),
+        "session_id": rows["session_id"].astype("string"),
+        "reason": rows["reason"].astype("string"),
+        "raw": [json.dumps(r, default=str) for r in rows.drop(columns=["reason"]).to_dict("records")],
+        "_ds": ds, "_run_id": run_id,
+    })
+    predicate = f"_ds = '{ds}' AND experiment = '{exp.name}'"
+    if lake.table_exists("quarantine", QUARANTINE_TABLE):
+        return lake.write_table("quarantine", QUARANTINE_TABLE, table, mode="overwrite",
+                                predicate=predicate)
+    return lake.write_table("quarantine", QUARANTINE_TABLE, table, mode="overwrite")
+
+
+def analyse_one(lake: Lake, exp: Experiment, ds: str, exposures: pd.DataFrame,
+                events: pd.DataFrame, run_id: str = "manual",
+                covariate: pd.Series | None = None) -> dict[str, Any]:
+    end = pd.Timestamp(ds, tz="UTC") + pd.Timedelta(days=1)
+    exposures = exposures[pd.to_datetime(exposures["ts"], utc=True) < end]
+    valid, quarantined, rec = outcomes.validate_exposures(exposures, exp)
+    if len(quarantined) or lake.table_exists("quarantine", QUARANTINE_TABLE):
+        _write_quarantine(lake, exp, ds, quarantined, run_id)
+    attributed = outcomes.attribute(valid, events, exp, rec, until=end)
+    units = outcomes.unit_outcomes(valid, attributed, exp, rec)
+    rec.check()
+    cov_source = "given"
+    if covariate is None and len(units):
+        covariate, cov_source = covariates(lake, exp, units["unit"])
+    if covariate is not None:
+        units["covariate"] = covariate.to_numpy() if len(covariate) == len(units) else None
+    days = outcomes.experiment_days(exp, ds)
+    daily = outcomes.daily_units(valid, attributed, exp, days)
+    first_day = valid.groupby(valid["user_id" if exp.unit == "user" else "session_id"])["ts"].min()
+    active_days = max(1, first_day.dt.date.nunique()) if len(first_day) else 1
+    readout = analysis.analyse(exp, units, daily=daily, reconciliation=rec.as_dict(),
+                               units_per_day=len(units) / active_days if len(units) else None)
+    readout.update(ds=ds, run_id=run_id, cuped_covariate=cov_source,
+                   generated_at=datetime.now().astimezone().isoformat(timespec="seconds"))
+    out = folder(lake, exp, ds)
+    lake.write_parquet(out / "units.parquet", units)
+    lake.write_json(out / "readout.json", readout)
+    lake.write_json(lake.path("experiments", exp.name, "latest.json"),
+                    {"ds": ds, "revision": exp.revision, "readout": str(out / "readout.json")})
+    log.info("%s r%d %s: %s (%s)", exp.name, exp.revision, ds, readout["decision"], readout["reason"])
+    return readout
+
+
+def active_on(exp: Experiment, ds: str) -> bool:
+    day = datetime.fromisoformat(ds).date()
+    if exp.started().date() > day:
+        return False
+    return exp.stopped_at is None or datetime.fromisoformat(exp.stopped_at).date() >= day
+
+
+def analyse_experiments(lake: Lake, ds: str, run_id: str = "manual",
+                        names: list[str] | None = None) -> dict[str, Any]:
+    """Every experiment active on ``ds`` (or the named ones): readouts written, summary returned."""
+    exps = [definitions.load(lake, n) for n in names] if names else \
+        [e for e in definitions.list_all(lake) if active_on(e, ds)]
+    if not exps:
+        raise NothingToAnalyse(f"no experiment is active on {ds} (create one with "
+                               "`recomart experiment create`)")
+    exposures = read_exposures(lake)
+    if exposures.empty:
+        raise NothingToAnalyse(f"no exposures landed in {lake.path('speed', EXPOSURES_DIR)}: is "
+                               "the serving API logging to Kafka and the Faust worker running?")
+    start = min(pd.Timestamp(e.started()) for e in exps)
+    end = pd.Timestamp(ds, tz="UTC") + pd.Timedelta(days=1)
+    events = read_events(lake, start, end)
+    summary = {"ds": ds, "exposures_landed": len(exposures), "events": len(events),
+               "experiments": {}}
+    for exp in exps:
+        r = analyse_one(lake, exp, ds, exposures, events, run_id)
+        summary["experiments"][exp.name] = {
+            "revision": exp.revision, "decision": r["decision"], "reason": r["reason"],
+            "units": sum(v["units"] for v in r["variants"]),
+            "quarantined": r["reconciliation"]["quarantined"],
+            "readout": str(folder(lake, exp, ds) / "readout.json")}
+    return summary
+
+
+def latest_readout(lake: Lake, name: str) -> dict[str, Any]:
+    pointer = lake.read_json(lake.path("experiments", name, "latest.json"), default={})
+    if not pointer:
+        raise NothingToAnalyse(f"experiment {name!r} has no readout yet: run the "
+                               "recomart_experiments DAG or `recomart experiment report`")
+    return lake.read_json(Path(pointer["readout"]))

@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     seed: int = 42
     top_n: int = Field(default=20, ge=1)
 
+    # experiments: RECOMART_EXPERIMENT_* (online A/B tests, recomart.experiments)
+    experiment_gated_promotion: bool = Field(
+        default=False,
+        description="Move @champion to a challenger only when its experiment concludes it is "
+                    "better with a clean SRM check (the decision is logged on the version either way).")
+    experiment_cuped_feature: str = Field(
+        default="user_features:n_views",
+        description="Pre-experiment covariate for CUPED (feature-store reference table:feature).")
+    experiment_log_mlflow: bool = Field(default=True,
+                                        description="Log each readout (metrics, JSON, PDF) to MLflow.")
+
     @field_validator("lake_root", "source_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -30,11 +30,14 @@ log = logging.getLogger(__name__)
 EXPOSURES_DIR = "exposures"
 CLICKSTREAM_DIR = "clickstream"
 QUARANTINE_TABLE = "exposures"
-CUPED_FEATURE = "user_features:n_views"
 
 
 class NothingToAnalyse(PermanentError):
     """No experiment runs on this date, or it has no landed exposures."""
+
+
+class NoActiveExperiment(NothingToAnalyse):
+    """No experiment is active on the date (the DAG skips: there is nothing to measure)."""
 
 
 def _landed(lake: Lake, subdir: str, columns: list[str]) -> pd.DataFrame:
@@ -79,7 +82,8 @@ def read_events(lake: Lake, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFr
     return events.drop_duplicates("event_id", keep="first").reset_index(drop=True)
 
 
-def covariates(lake: Lake, exp: Experiment, units: pd.Series) -> tuple[pd.Series | None, str]:
+def covariates(lake: Lake, exp: Experiment, units: pd.Series,
+               feature: str = "user_features:n_views") -> tuple[pd.Series | None, str]:
     """CUPED's pre-experiment covariate per unit from the feature store (point-in-time just
     before the start), or None and why not."""
     if exp.unit != "user":
@@ -90,12 +94,12 @@ def covariates(lake: Lake, exp: Experiment, units: pd.Series) -> tuple[pd.Series
         store = FeatureStore(lake)
         when = pd.Timestamp(exp.started()) - pd.Timedelta(microseconds=1)
         frame = pd.DataFrame({"user_id": units.astype("int64").to_numpy(), "event_timestamp": when})
-        got = store.get_historical_features(frame, [CUPED_FEATURE])
+        got = store.get_historical_features(frame, [feature])
     except Exception as exc:
-        return None, f"no {CUPED_FEATURE} before the start ({type(exc).__name__}: {exc})"
-    col = CUPED_FEATURE.split(":")[1]
+        return None, f"no {feature} before the start ({type(exc).__name__}: {exc})"
+    col = feature.split(":")[1]
     values = pd.to_numeric(got[col], errors="coerce").fillna(0.0)  # no snapshot row: no activity
-    return pd.Series(values.to_numpy(), index=units.index), CUPED_FEATURE
+    return pd.Series(values.to_numpy(), index=units.index), feature
 
 
 def folder(lake: Lake, exp: Experiment, ds: str) -> Path:
@@ -123,7 +127,8 @@ def _write_quarantine(lake: Lake, exp: Experiment, ds: str, rows: pd.DataFrame, 
 
 def analyse_one(lake: Lake, exp: Experiment, ds: str, exposures: pd.DataFrame,
                 events: pd.DataFrame, run_id: str = "manual",
-                covariate: pd.Series | None = None) -> dict[str, Any]:
+                covariate: pd.Series | None = None,
+                cuped_feature: str = "user_features:n_views") -> dict[str, Any]:
     end = pd.Timestamp(ds, tz="UTC") + pd.Timedelta(days=1)
     exposures = exposures[pd.to_datetime(exposures["ts"], utc=True) < end]
     valid, quarantined, rec = outcomes.validate_exposures(exposures, exp)
@@ -134,7 +139,7 @@ def analyse_one(lake: Lake, exp: Experiment, ds: str, exposures: pd.DataFrame,
     rec.check()
     cov_source = "given"
     if covariate is None and len(units):
-        covariate, cov_source = covariates(lake, exp, units["unit"])
+        covariate, cov_source = covariates(lake, exp, units["unit"], cuped_feature)
     if covariate is not None:
         units["covariate"] = covariate.to_numpy() if len(covariate) == len(units) else None
     days = outcomes.experiment_days(exp, ds)
@@ -162,12 +167,13 @@ def active_on(exp: Experiment, ds: str) -> bool:
 
 
 def analyse_experiments(lake: Lake, ds: str, run_id: str = "manual",
-                        names: list[str] | None = None) -> dict[str, Any]:
+                        names: list[str] | None = None, cuped_feature: str = "user_features:n_views"
+                        ) -> dict[str, Any]:
     """Every experiment active on ``ds`` (or the named ones): readouts written, summary returned."""
     exps = [definitions.load(lake, n) for n in names] if names else \
         [e for e in definitions.list_all(lake) if active_on(e, ds)]
     if not exps:
-        raise NothingToAnalyse(f"no experiment is active on {ds} (create one with "
+        raise NoActiveExperiment(f"no experiment is active on {ds} (create one with "
                                "`recomart experiment create`)")
     exposures = read_exposures(lake)
     if exposures.empty:
@@ -179,7 +185,7 @@ def analyse_experiments(lake: Lake, ds: str, run_id: str = "manual",
     summary = {"ds": ds, "exposures_landed": len(exposures), "events": len(events),
                "experiments": {}}
     for exp in exps:
-        r = analyse_one(lake, exp, ds, exposures, events, run_id)
+        r = analyse_one(lake, exp, ds, exposures, events, run_id, cuped_feature=cuped_feature)
         summary["experiments"][exp.name] = {
             "revision": exp.revision, "decision": r["decision"], "reason": r["reason"],
             "units": sum(v["units"] for v in r["variants"]),
@@ -194,3 +200,33 @@ def latest_readout(lake: Lake, name: str) -> dict[str, Any]:
         raise NothingToAnalyse(f"experiment {name!r} has no readout yet: run the "
                                "recomart_experiments DAG or `recomart experiment report`")
     return lake.read_json(Path(pointer["readout"]))
+
+
+def publish_readouts(lake: Lake, ds: str, summary: dict[str, Any], *, log_mlflow: bool = True
+                     ) -> dict[str, Any]:
+    """The PDF beside each readout (and a copy in ``reports/ds=<ds>/``), logged to MLflow."""
+    from recomart.reports.experiment import write_report
+    from recomart.reports.pdf import publish
+
+    out = {}
+    for name, s in summary["experiments"].items():
+        readout = lake.read_json(Path(s["readout"]))
+        pdf = write_report(lake, readout, Path(s["readout"]).parent)
+        publish(lake, ds, f"experiment_{name}.pdf", pdf.read_bytes())
+        run_id = None
+        if log_mlflow:
+            from recomart.experiments.promotion import log_readout
+
+            run_id = log_readout(readout, pdf)
+        out[name] = {"pdf": str(pdf), "mlflow_run_id": run_id, "decision": readout["decision"]}
+    return out
+
+
+def gated_promotion(lake: Lake, ds: str, summary: dict[str, Any], enabled: bool) -> dict[str, Any]:
+    from recomart.experiments.promotion import gate
+
+    out = {}
+    for name, s in summary["experiments"].items():
+        exp = definitions.load(lake, name)
+        out[name] = gate(exp, lake.read_json(Path(s["readout"])), enabled)
+    return out

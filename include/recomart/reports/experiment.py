@@ -57,8 +57,9 @@ def lift_chart(daily: list[Mapping[str, Any]], metric: str) -> bytes | None:
         ax.plot(x, [d["diff"] for d in rows], color=PALETTE[0], marker="o", ms=3,
                 label="cumulative difference")
         ax.axhline(0, color="black", lw=0.8)
-        step = max(1, len(days) // 8)
-        ax.set_xticks(list(x)[::step], days[::step])
+        step = max(1, -(-len(days) // 8))
+        ax.set_xticks(list(x)[::step], [d[5:] for d in days[::step]])
+        ax.set_xlabel(f"day (month-day, {days[0][:4]})")
         ax.set_title(f"Treatment − control, {metric}, cumulative by day", loc="left")
         ax.legend(loc="upper left", ncols=3)
         return _png(fig)

@@ -103,6 +103,9 @@ class Lake:
         table = to_arrow(data)
         return _atomic_write(path, lambda fh: pq.write_table(table, fh, compression="zstd"))
 
+    def read_arrow_file(self, path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+        return pq.read_table(path, columns=list(columns) if columns else None)
+
     def read_parquet(self, path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
 

@@ -146,14 +146,23 @@ def validate_exposures(exposures: pd.DataFrame, exp: Experiment
 
 
 def _explode(valid: pd.DataFrame, unit_col: str) -> pd.DataFrame:
-    lens = valid["items"].map(len).to_numpy()
+    """One row per (served list, product). Exposures read from the lake carry ``item_products``
+    (arrays of ids); hand-made ones may carry ``items`` (the wire form's list of objects)."""
+    if "item_products" in valid.columns:
+        arrays = [np.asarray(a, dtype=np.int64) if a is not None else np.empty(0, np.int64)
+                  for a in valid["item_products"]]
+        lens = np.fromiter((len(a) for a in arrays), np.int64, len(arrays))
+        products = np.concatenate(arrays) if arrays else np.empty(0, np.int64)
+    else:
+        lens = valid["items"].map(len).to_numpy()
+        products = np.fromiter((it["product_id"] for items in valid["items"] for it in items),
+                               np.int64, int(lens.sum()))
     rows = np.repeat(np.arange(len(valid)), lens)
-    flat = [it for items in valid["items"] for it in items]
     return pd.DataFrame({
         "request_id": valid["request_id"].to_numpy()[rows],
         "unit": valid[unit_col].to_numpy()[rows],
         "ts": valid["ts"].to_numpy()[rows],
-        "product_id": np.fromiter((it["product_id"] for it in flat), np.int64, len(flat)),
+        "product_id": products,
     })
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recomart.errors import PermanentError
 from recomart.experiments import analysis, definitions, outcomes
@@ -40,10 +42,25 @@ class NoActiveExperiment(NothingToAnalyse):
     """No experiment is active on the date (the DAG skips: there is nothing to measure)."""
 
 
+def _products_only(table: pa.Table) -> pa.Table:
+    """``items`` (list of structs) → ``item_products`` (list of int64): converting structs to
+    Python dicts is what makes a million exposures slow, and only the product ids are needed."""
+    if "items" not in table.column_names:
+        return table
+    items = table["items"].combine_chunks()
+    flat = pc.struct_field(pc.list_flatten(items), "product_id")
+    products = pa.ListArray.from_arrays(items.offsets, flat, mask=items.is_null())
+    return table.drop_columns(["items"]).append_column("item_products", products)
+
+
 def _landed(lake: Lake, subdir: str, columns: list[str]) -> pd.DataFrame:
     root = lake.path("speed", subdir)
     files = sorted(root.glob("date=*/*.parquet")) if root.is_dir() else []
-    frames = [lake.read_parquet(p) for p in files]
+    if subdir == EXPOSURES_DIR:
+        columns = [c for c in columns if c != "items"] + ["item_products"]
+        frames = [_products_only(lake.read_arrow_file(p)).to_pandas() for p in files]
+    else:
+        frames = [lake.read_parquet(p) for p in files]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     frame = pd.concat(frames, ignore_index=True)

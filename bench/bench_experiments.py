@@ -54,12 +54,13 @@ def make_data(root: Path, n_exposures: int, n_events: int, seed: int = 7) -> Non
         pa.StructArray.from_arrays([pa.array(products.ravel()),
                                     pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), n_exposures)),
                                     pa.array(np.zeros(n_exposures * k)),
-                                    pa.array(np.full(n_exposures * k, "batch"))],
+                                    pa.nulls(n_exposures * k, pa.string())],
                                    fields=list(ITEM)))
     exposures = pa.table({
         "request_id": pa.array(rid), "ts": pa.array(ts, TS), "route": pa.array(["user"] * n_exposures),
         "user_id": pa.array(users), "session_id": pa.nulls(n_exposures, pa.string()),
-        "model": pa.array(["recomart_hybrid"] * n_exposures), "version": pa.array(np.ones(n_exposures, np.int64)),
+        "model": pa.array(["recomart_hybrid"] * n_exposures),
+        "version": pa.array(np.ones(n_exposures, np.int64)),
         "experiment": pa.array(["bench"] * n_exposures), "variant": pa.array(variants),
         "assignment_probability": pa.array(np.full(n_exposures, 0.5)), "items": items,
         "_kafka_partition": pa.array(np.zeros(n_exposures, np.int32)),
@@ -97,8 +98,8 @@ from recomart.experiments.run import analyse_experiments
 t0 = time.perf_counter()
 summary = analyse_experiments(Lake(sys.argv[1]), "2024-07-14", run_id="bench")
 elapsed = time.perf_counter() - t0
-print(json.dumps({"seconds": elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "summary": summary}, default=str))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": elapsed, "peak_rss_mb": peak, "summary": summary}, default=str))
 """
 
 

@@ -255,3 +255,42 @@ def sample_size(
         days = st.expected_days(n, w, units_per_day)
         console.print(f"expected duration at {units_per_day:,.0f} units/day: {days:.1f} days")
     print(n)
+
+
+simulate_app = typer.Typer(help="Simulated traffic with known ground truth.", no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+
+
+@simulate_app.command("shoppers")
+def shoppers(
+    url: str = typer.Option("http://127.0.0.1:8000", help="Serving API base URL"),
+    visits: int = typer.Option(1000, help="Recommendation requests to make"),
+    shop_users: int = typer.Option(3000, "--shop-users", help="Users of the generated shop"),
+    shop_products: int = typer.Option(600, "--shop-products", help="Products of the generated shop"),
+    shop_days: int = typer.Option(60, "--shop-days", help="Days of the generated shop"),
+    seed: int = typer.Option(42, help="Generator seed of the shop (the truth) and of the shoppers"),
+    n: int = typer.Option(10, "-n", help="Items per list"),
+) -> None:
+    """Synthetic shoppers whose true preferences are the generator's latent affinities request
+    recommendations from the real serving API, click / cart / buy with probabilities from their
+    affinity and the position, and send the events (with request_id) to POST /v1/events (Kafka).
+    The --shop-* flags and --seed must be those the shop was generated with."""
+    from rich.progress import Progress
+
+    from recomart.experiments import simulator
+
+    shop = simulator.Shop.from_generator(shop_users, shop_products, shop_days, seed=seed)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("shoppers", total=visits)
+        try:
+            out = simulator.drive_http(url, shop, users=list(range(1, shop_users + 1)),
+                                       visits=visits, seed=seed, n=n,
+                                       progress=lambda i, total: bar.update(task, completed=i))
+        except Exception as exc:  # connection refused, timeouts: say where
+            _fail(RuntimeError(f"serving API at {url} failed: {type(exc).__name__}: {exc}"))
+    console.print(f"{out.requests:,} requests ({out.failures:,} failed), {out.lists_with_items:,} "
+                  f"non-empty lists, {out.events_sent:,} events accepted, {out.events_rejected:,} "
+                  f"rejected; lists per variant {out.by_variant}")
+    if out.requests == out.failures or out.events_sent == 0:
+        console.print("[red]no shopper activity reached the API: nothing was simulated")
+        raise typer.Exit(1)

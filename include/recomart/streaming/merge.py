@@ -128,8 +128,9 @@ def merge_speed_events(lake: Lake, ds: str) -> dict[str, Any]:
 
     Returns small JSON for the DAG: ``files`` (merged now), ``already_merged``, ``read``, ``new``,
     ``duplicates``, ``table_version``, ``merge_id`` (its files in the merged-files record),
-    ``read_versions`` (``{"speed/clickstream_master": version merged into}``, read by the lineage
-    plugin) and ``message``.
+    ``read_versions`` (``{"speed/clickstream_master": version merged into}``), ``written_versions``
+    (the version committed, when something was merged) and ``message``. ``merge_id``,
+    ``read_versions`` and ``written_versions`` are the lineage keys of ``recomart.lineage``.
     """
     pending, done = pending_files(lake)
     merge_id = f"{ds}-{uuid.uuid4().hex[:12]}"
@@ -153,6 +154,7 @@ def merge_speed_events(lake: Lake, ds: str) -> dict[str, Any]:
     _record(lake, files, merge_id, ds, version)  # after the merge: a crash here re-reads, dedups
     summary.update(files=len(files), read=table.num_rows, new=new, duplicates=table.num_rows - new,
                    table_version=version,
+                   written_versions={f"{MASTER_ZONE}/{MASTER_TABLE}": version},
                    message=f"merged {len(files)} new speed-zone files: {new} new events, "
                            f"{table.num_rows - new} duplicates ({done} files merged before)")
     log.info("speed merge: %s", summary["message"])

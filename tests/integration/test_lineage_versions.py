@@ -29,34 +29,57 @@ def _events(run_id: str) -> list[dict]:
             and e["run"]["facets"].get("airflow", {}).get("dagRun", {}).get("run_id") == run_id]
 
 
-def _probe_dag():
-    from airflow.sdk import Asset, dag, task
+PROBE_DAG = '''
+from datetime import UTC, datetime
 
-    from recomart.orchestration import lake_asset
+import pandas as pd
+from airflow.sdk import Asset, dag, task
 
-    users = Asset(**lake_asset("curated", "users"))
+from recomart.orchestration import lake_asset
 
-    @dag(dag_id="recomart_lineage_probe", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=UTC),
-         catchup=False, tags=["test"])
-    def probe():
-        @task(inlets=[users])
-        def read_while_another_writer_commits() -> dict:
-            from recomart.lake import Lake
+USERS = Asset(**lake_asset("curated", "users"))
 
-            lake = Lake()
-            version = lake.table_version("curated", "users")
-            rows = len(lake.read_table("curated", "users", version=version))
-            lake.write_table("curated", "users", pd.DataFrame({"user_id": [99], "name": ["late"]}),
-                             mode="append")  # a commit by someone else while this task runs
-            return {"rows": rows, "read_versions": {"curated/users": version}}
 
-        @task(inlets=[users])
-        def reports_no_versions() -> dict:
-            return {"rows": 0}
+@dag(dag_id="recomart_lineage_probe", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=UTC),
+     catchup=False, tags=["test"])
+def recomart_lineage_probe():
+    @task(inlets=[USERS])
+    def read_while_another_writer_commits() -> dict:
+        from recomart.lake import Lake
 
-        read_while_another_writer_commits() >> reports_no_versions()
+        lake = Lake()
+        version = lake.table_version("curated", "users")
+        rows = len(lake.read_table("curated", "users", version=version))
+        lake.write_table("curated", "users", pd.DataFrame({"user_id": [99], "name": ["late"]}),
+                         mode="append")  # a commit by someone else while this task runs
+        return {"rows": rows, "read_versions": {"curated/users": version}}
 
-    return probe()
+    @task(inlets=[USERS])
+    def reports_no_versions() -> dict:
+        return {"rows": 0}
+
+    read_while_another_writer_commits() >> reports_no_versions()
+
+
+recomart_lineage_probe()
+'''
+
+
+def _probe_dag(folder: Path, monkeypatch):
+    """The probe DAG as a file in its own bundle (``dag.test()`` loads DAGs from bundles)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.airflow_helpers import ROOT
+
+    folder.mkdir()
+    (folder / "recomart_lineage_probe.py").write_text(PROBE_DAG, encoding="utf-8")
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([
+        {"name": "dags-folder", "classpath": local, "kwargs": {"path": str(ROOT / "dags")}},
+        {"name": "lineage-probe", "classpath": local, "kwargs": {"path": str(folder)}}]))
+    bag = DagBag(dag_folder=str(folder))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["recomart_lineage_probe"]
 
 
 def test_a_commit_during_a_task_does_not_change_the_recorded_input_version(airflow_db, tmp_path,
@@ -71,7 +94,7 @@ def test_a_commit_during_a_task_does_not_change_the_recorded_input_version(airfl
     lake.write_table("curated", "users", pd.DataFrame({"user_id": [3], "name": ["c"]}), mode="append")
     assert lake.table_version("curated", "users") == 1
 
-    dagrun = _probe_dag().test(logical_date=datetime(2024, 6, 30, tzinfo=UTC))
+    dagrun = _probe_dag(tmp_path / "dags", monkeypatch).test(logical_date=datetime(2024, 6, 30, tzinfo=UTC))
     reset_settings()
     assert dagrun.state == "success"
     assert lake.table_version("curated", "users") == 2  # the other writer did commit

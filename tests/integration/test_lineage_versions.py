@@ -68,7 +68,6 @@ recomart_lineage_probe()
 def _probe_dag(folder: Path, monkeypatch):
     """The probe DAG as a file in its own bundle (``dag.test()`` loads DAGs from bundles)."""
     from airflow.dag_processing.dagbag import DagBag
-
     from tests.airflow_helpers import ROOT
 
     folder.mkdir()

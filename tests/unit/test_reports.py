@@ -302,6 +302,8 @@ def test_cli_builds_eda_on_a_lake_without_interactions(lake):
     assert "No interactions" in flat and "Category mix" in flat
     bad = CliRunner().invoke(app, ["report", "quality", "--date", DS])  # no validation summary yet
     assert bad.exit_code == 1
+    said = " ".join(bad.output.split())
+    assert f"no validation summary for {DS} at" in said and "run the validation stage first" in said
 
 
 def test_regenerating_an_older_date_keeps_latest_on_the_newest(lake):

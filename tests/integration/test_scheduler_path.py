@@ -7,9 +7,10 @@ from the simple auth manager's token endpoint (``POST /auth/token``); every one 
 must succeed, and so must the Asset-triggered `recomart_training` run its features start.
 
 Because `recomart_batch` is `@daily` with `catchup=False`, unpausing it also makes the scheduler
-queue the latest scheduled run (today). Our run is triggered with an early ``run_after`` so the
-scheduler starts it first (``max_active_runs=1`` holds the other back); the queued scheduled run
-is then deleted through the API, so only the run under test touches the lake.
+queue the latest scheduled run (today) once ours is done (``max_active_runs=1``). Our run is
+triggered with an early ``run_after`` so the scheduler starts it first; when it is done the test
+pauses the batch DAG and deletes any scheduled run through the API, so only the run under test
+(and the training run it triggers) touches the lake.
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ def airflow_services(tmp_path):
 
     home, lake, src = tmp_path / "airflow", tmp_path / "lake", tmp_path / "shop"
     home.mkdir()
-    subprocess.run([str(BIN / "recomart"), "generate", "--users", "150", "--products", "40",
-                    "--days", "14", "--seed", "3", "--out", str(src)], check=True, capture_output=True,
+    subprocess.run([str(BIN / "recomart"), "generate", "--users", "100", "--products", "30",
+                    "--days", "10", "--seed", "3", "--out", str(src)], check=True, capture_output=True,
                    cwd=tmp_path)
     port, password = _free_port(), secrets.token_urlsafe(12)
     (home / "passwords.json").write_text(json.dumps({"tester": password}))
@@ -183,15 +184,21 @@ def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_se
                    expect=(200,))
     run_id = run["dag_run_id"]
 
-    def batch_done():
-        for other in api.call("GET", "/api/v2/dags/recomart_batch/dagRuns?state=queued")["dag_runs"]:
+    def discard_scheduled_batch_runs():
+        for other in api.call("GET", "/api/v2/dags/recomart_batch/dagRuns")["dag_runs"]:
             if other["dag_run_id"] != run_id and other["run_type"] == "scheduled":
                 api.call("DELETE", f"/api/v2/dags/recomart_batch/dagRuns/{other['dag_run_id']}",
-                         expect=(204,))
+                         expect=(204, 404))
+
+    def batch_done():
+        discard_scheduled_batch_runs()
         state = api.call("GET", f"/api/v2/dags/recomart_batch/dagRuns/{run_id}")["state"]
         return state if state in TERMINAL else None
 
-    state = _wait("the batch run", batch_done, 300, procs, logs, interval=2)
+    state = _wait("the batch run", batch_done, 300, procs, logs, interval=1)
+    # done with the batch DAG: pause it, so the scheduler queues no scheduled run after ours
+    api.call("PATCH", "/api/v2/dags/recomart_batch", {"is_paused": True})
+    discard_scheduled_batch_runs()
     assert state == "success", _task_failures(home, api, "recomart_batch", run_id)
     tasks = {t["task_id"] for t in api.call("GET", "/api/v2/dags/recomart_batch/tasks")["tasks"]}
     tis = api.call("GET", f"/api/v2/dags/recomart_batch/dagRuns/{run_id}/taskInstances")["task_instances"]
@@ -202,8 +209,10 @@ def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_se
     assert Lake(lake).list_tables("curated") == ["clickstream", "orders", "products", "ratings", "users"]
 
     def training_done():
+        discard_scheduled_batch_runs()
         runs = api.call("GET", "/api/v2/dags/recomart_training/dagRuns")["dag_runs"]
         triggered = [r for r in runs if r["run_type"] == "asset_triggered"]
+        assert len(triggered) <= 1, f"more than one training run: {triggered}"
         return triggered[0] if triggered and triggered[0]["state"] in TERMINAL else None
 
     training = _wait("the Asset-triggered training run", training_done, 400, procs, logs, interval=2)

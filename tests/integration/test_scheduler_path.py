@@ -46,6 +46,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class ApiError(Exception):
+    """An unexpected HTTP status from the API (retried while waiting for something to appear)."""
+
+
 class Api:
     """A tiny client for Airflow's public API v2 with a bearer token."""
 
@@ -65,7 +69,7 @@ class Api:
         except urllib.error.HTTPError as err:
             status, text = err.code, err.read().decode()
         if status not in expect:
-            raise AssertionError(f"{method} {path} -> {status}: {text[:500]}")
+            raise ApiError(f"{method} {path} -> {status}: {text[:500]}")
         return json.loads(text) if text else None
 
     def login(self, username: str, password: str) -> None:
@@ -83,7 +87,7 @@ def _wait(what: str, probe, timeout: float, procs: dict[str, subprocess.Popen], 
                                      f"{what}:\n{_tail(logs / f'{name}.log')}")
         try:
             got = probe()
-        except (OSError, AssertionError):
+        except (OSError, ApiError):
             got = None
         if got:
             return got

@@ -2,7 +2,7 @@
 
 Zones (see recomart_lake/README.md): raw (immutable landings + manifests), speed (Faust landings),
 quarantine, curated and features (Delta tables), reports (PDF/HTML), serving (published
-recommendations), lineage (OpenLineage events), state (watermarks, run history), mlflow.
+recommendations), lineage (OpenLineage events), state (run history, stage state), mlflow.
 
 Every write is atomic: files are written to a temporary name in the same folder and renamed into
 place; tables are Delta Lake commits. A crash therefore leaves either the old or the new content.

@@ -6,11 +6,10 @@ by `recomart generate`. The batch DAG is triggered through the public REST API (
 from the simple auth manager's token endpoint (``POST /auth/token``); every one of its tasks
 must succeed, and so must the Asset-triggered `recomart_training` run its features start.
 
-Because `recomart_batch` is `@daily` with `catchup=False`, unpausing it also makes the scheduler
-queue the latest scheduled run (today) once ours is done (``max_active_runs=1``). Our run is
-triggered with an early ``run_after`` so the scheduler starts it first; when it is done the test
-pauses the batch DAG and deletes any scheduled run through the API, so only the run under test
-(and the training run it triggers) touches the lake.
+Because `recomart_batch` is `@daily` with `catchup=False`, unpausing it makes the scheduler create
+the latest scheduled run (today's). The test triggers its run for exactly that logical date (read
+from the API) before unpausing, so the scheduler finds the run there and creates none of its own;
+the shop covers that date and the day before it.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +117,6 @@ def airflow_services(tmp_path):
 
     home, lake, src = tmp_path / "airflow", tmp_path / "lake", tmp_path / "shop"
     home.mkdir()
-    subprocess.run([str(BIN / "recomart"), "generate", "--users", "100", "--products", "30",
-                    "--days", "10", "--seed", "3", "--out", str(src)], check=True, capture_output=True,
-                   cwd=tmp_path)
     port, password = _free_port(), secrets.token_urlsafe(12)
     (home / "passwords.json").write_text(json.dumps({"tester": password}))
     env = {k: v for k, v in os.environ.items()
@@ -129,6 +126,7 @@ def airflow_services(tmp_path):
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
@@ -168,7 +166,7 @@ def airflow_services(tmp_path):
         api = Api(f"http://127.0.0.1:{port}")
         _wait("the api-server", lambda: api.call("GET", "/api/v2/monitor/health"), 180, procs, logs)
         api.login("tester", password)
-        yield api, home, lake, procs, logs
+        yield api, home, lake, src, procs, logs
     finally:
         for proc in reversed(list(procs.values())):
             stop_group(proc, signal.SIGTERM, timeout=20)
@@ -176,34 +174,34 @@ def airflow_services(tmp_path):
             fh.close()
 
 
-def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_services):
-    api, home, lake, procs, logs = airflow_services
-    for dag_id in ("recomart_batch", "recomart_training"):
-        _wait(f"{dag_id} parsed by the dag-processor",
-              lambda d=dag_id: api.call("GET", f"/api/v2/dags/{d}"), 180, procs, logs)
+def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_services, tmp_path):
+    api, home, lake, src, procs, logs = airflow_services
+    _wait("recomart_training parsed by the dag-processor",
+          lambda: api.call("GET", "/api/v2/dags/recomart_training"), 180, procs, logs)
+    # Trigger the batch for the logical date the scheduler would run next: it then finds that run
+    # already there and creates no scheduled run of its own (catchup=False queues the latest one).
+    logical = _wait("recomart_batch parsed, with its next logical date",
+                    lambda: api.call("GET", "/api/v2/dags/recomart_batch")["next_dagrun_logical_date"],
+                    180, procs, logs)
+    day = date.fromisoformat(logical[:10])
+    subprocess.run([str(BIN / "recomart"), "generate", "--users", "150", "--products", "40",
+                    "--days", "15", "--seed", "3", "--end-date", (day + timedelta(days=1)).isoformat(),
+                    "--out", str(src)], check=True, capture_output=True, cwd=tmp_path)
+    run = api.call("POST", "/api/v2/dags/recomart_batch/dagRuns",
+                   {"logical_date": logical, "conf": {}}, expect=(200,))
+    run_id = run["dag_run_id"]
+    for dag_id in ("recomart_training", "recomart_batch"):
         assert api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})["is_paused"] is False
 
-    run = api.call("POST", "/api/v2/dags/recomart_batch/dagRuns",
-                   {"logical_date": f"{DS}T00:00:00Z", "run_after": f"{DS}T00:00:00Z", "conf": {}},
-                   expect=(200,))
-    run_id = run["dag_run_id"]
-
-    def discard_scheduled_batch_runs():
-        for other in api.call("GET", "/api/v2/dags/recomart_batch/dagRuns")["dag_runs"]:
-            if other["dag_run_id"] != run_id and other["run_type"] == "scheduled":
-                api.call("DELETE", f"/api/v2/dags/recomart_batch/dagRuns/{other['dag_run_id']}",
-                         expect=(204, 404))
-
     def batch_done():
-        discard_scheduled_batch_runs()
         state = api.call("GET", f"/api/v2/dags/recomart_batch/dagRuns/{run_id}")["state"]
         return state if state in TERMINAL else None
 
     state = _wait("the batch run", batch_done, 300, procs, logs, interval=1)
-    # done with the batch DAG: pause it, so the scheduler queues no scheduled run after ours
-    api.call("PATCH", "/api/v2/dags/recomart_batch", {"is_paused": True})
-    discard_scheduled_batch_runs()
+    api.call("PATCH", "/api/v2/dags/recomart_batch", {"is_paused": True})  # no run at the next midnight
     assert state == "success", _task_failures(home, api, "recomart_batch", run_id)
+    runs = api.call("GET", "/api/v2/dags/recomart_batch/dagRuns")["dag_runs"]
+    assert [r["dag_run_id"] for r in runs] == [run_id]
     tasks = {t["task_id"] for t in api.call("GET", "/api/v2/dags/recomart_batch/tasks")["tasks"]}
     tis = api.call("GET", f"/api/v2/dags/recomart_batch/dagRuns/{run_id}/taskInstances")["task_instances"]
     assert {ti["task_id"]: ti["state"] for ti in tis} == dict.fromkeys(tasks, "success")
@@ -213,7 +211,6 @@ def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_se
     assert Lake(lake).list_tables("curated") == ["clickstream", "orders", "products", "ratings", "users"]
 
     def training_done():
-        discard_scheduled_batch_runs()
         runs = api.call("GET", "/api/v2/dags/recomart_training/dagRuns")["dag_runs"]
         triggered = [r for r in runs if r["run_type"] == "asset_triggered"]
         assert len(triggered) <= 1, f"more than one training run: {triggered}"

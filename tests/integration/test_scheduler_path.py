@@ -99,15 +99,29 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def _task_failures(home: Path, api: Api, dag_id: str, run_id: str) -> dict[str, str]:
-    """Failed task ids with the tail of their last log, for a failure message that says why."""
+def _errors(log: Path) -> list[str]:
+    """``exc_type: exc_value`` of each 'Task failed' record in a task's JSON log."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        for err in record.get("error_detail") or []:
+            out.append(f"{err.get('exc_type')}: {err.get('exc_value')}")
+    return out
+
+
+def _task_failures(home: Path, api: Api, dag_id: str, run_id: str) -> dict[str, Any]:
+    """Every task's state, and for the failed ones the errors of their tries (says why)."""
     tis = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
-    out = {}
+    out: dict[str, Any] = {}
     for ti in tis:
+        out[ti["task_id"]] = ti["state"]
         if ti["state"] != "success":
             pattern = f"dag_id={dag_id}/run_id={run_id}/task_id={ti['task_id']}/*.log"
             logs = sorted((home / "logs").glob(pattern))
-            out[ti["task_id"]] = f"{ti['state']}\n{_tail(logs[-1], 25) if logs else '(no log)'}"
+            out[ti["task_id"]] = (ti["state"], sorted({e for f in logs for e in _errors(f)}))
     return out
 
 

@@ -213,7 +213,7 @@ def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_se
 
     state = _wait("the batch run", batch_done, 300, procs, logs, interval=1)
     api.call("PATCH", "/api/v2/dags/recomart_batch", {"is_paused": True})  # no run at the next midnight
-    assert state == "success", _task_failures(home, api, "recomart_batch", run_id)
+    assert state == "success", json.dumps(_task_failures(home, api, "recomart_batch", run_id), indent=1)
     runs = api.call("GET", "/api/v2/dags/recomart_batch/dagRuns")["dag_runs"]
     assert [r["dag_run_id"] for r in runs] == [run_id]
     tasks = {t["task_id"] for t in api.call("GET", "/api/v2/dags/recomart_batch/tasks")["tasks"]}
@@ -231,6 +231,6 @@ def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_se
         return triggered[0] if triggered and triggered[0]["state"] in TERMINAL else None
 
     training = _wait("the Asset-triggered training run", training_done, 400, procs, logs, interval=2)
-    assert training["state"] == "success", _task_failures(home, api, "recomart_training",
-                                                          training["dag_run_id"])
+    assert training["state"] == "success", json.dumps(
+        _task_failures(home, api, "recomart_training", training["dag_run_id"]), indent=1)
     assert not (home.parent / "mlflow.db").exists()  # no MLflow state in the working directory

@@ -7,9 +7,18 @@ provider's own listener; it keeps the same datasets (static inlets/outlets, outl
 time, assets reported to the hook-lineage collector) and, for lake Assets
 (``file://recomart-lake/...``), adds what the lake says when the task finishes (via
 ``recomart.lineage.lake_facts``): schema, Delta version, row counts and sizes (input/output
-statistics), and for raw landing folders one dataset per file landed for the run's date with the
-manifest's sha256. The provider still builds, redacts and sends the events through the configured
-transport (the lake's file transport by default, an HTTP endpoint such as Marquez when set).
+statistics), for raw landing folders one dataset per file landed for the run's date with the
+manifest's sha256, and for the speed landing folder one dataset per landed file the task's merge
+read, with its sha256.
+
+Versions are the ones the task read, not the latest at completion: the extractor reads the task's
+return value (its ``return_value`` XCom) and uses the keys ``read_versions``
+(``{"curated/users": 3, ...}``), ``written_versions`` and ``merge_id`` documented in
+``recomart.lineage``. A table the task does not report is described at its latest version, and its
+facet says so (``extra.version_source = "latest_at_completion"``).
+
+The provider still builds, redacts and sends the events through the configured transport (the
+lake's file transport by default, an HTTP endpoint such as Marquez when set).
 
 Equivalent configuration without this plugin's registration:
 ``AIRFLOW__OPENLINEAGE__EXTRACTORS=recomart_openlineage.RecomartLakeExtractor``.
@@ -146,7 +155,17 @@ def _to_ol(facts: Any, *, output: bool, full: bool):
     return InputDataset(namespace=facts.namespace, name=facts.name, facets=facets, inputFacets=stats)
 
 
-def _datasets(uris: list[str], ds: str | None, *, output: bool, full: bool) -> list[Any]:
+def _task_result(task_instance: Any) -> Any:
+    """The task's return value (its ``return_value`` XCom, pushed before the listeners run)."""
+    try:
+        return task_instance.xcom_pull(task_ids=task_instance.task_id, key="return_value")
+    except Exception:  # lineage must never fail the task
+        log.debug("no return value for lineage", exc_info=True)
+        return None
+
+
+def _datasets(uris: list[str], ds: str | None, *, output: bool, full: bool,
+              reported: dict[str, Any] | None = None) -> list[Any]:
     from airflow.providers.common.compat.assets import Asset
     from airflow.providers.common.compat.openlineage.utils.utils import translate_airflow_asset
 
@@ -164,7 +183,7 @@ def _datasets(uris: list[str], ds: str | None, *, output: bool, full: bool) -> l
         try:
             from recomart.lineage import lake_facts
 
-            facts = lake_facts(lake, uri, ds) if lake is not None else []
+            facts = lake_facts(lake, uri, ds, reported, output=output) if lake is not None else []
         except BaseException as exc:  # also a Rust panic of deltalake (a BaseException)
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -204,11 +223,15 @@ class RecomartLakeExtractor(BaseExtractor):
                                job_facets=self._source_code_facets())
 
     def extract_on_complete(self, task_instance: Any) -> OperatorLineage | None:
-        """COMPLETE/FAIL event: the datasets as the lake has them now the task has finished."""
+        """COMPLETE/FAIL event: the datasets at the versions the task reported reading and writing
+        (its return value), else as the lake has them now the task has finished."""
+        from recomart.lineage import reported_lineage
+
         inputs, outputs = _task_uris(self.operator, task_instance)
         ds = _run_ds(task_instance)
-        return OperatorLineage(inputs=_datasets(inputs, ds, output=False, full=True),
-                               outputs=_datasets(outputs, ds, output=True, full=True),
+        reported = reported_lineage(_task_result(task_instance))
+        return OperatorLineage(inputs=_datasets(inputs, ds, output=False, full=True, reported=reported),
+                               outputs=_datasets(outputs, ds, output=True, full=True, reported=reported),
                                job_facets=self._source_code_facets())
 
 

@@ -2,7 +2,7 @@
 
 Zones (see recomart_lake/README.md): raw (immutable landings + manifests), speed (Faust landings),
 quarantine, curated and features (Delta tables), reports (PDF/HTML), serving (published
-recommendations), lineage (OpenLineage events), state (watermarks, run history), mlflow,
+recommendations), lineage (OpenLineage events), state (run history, stage state), mlflow,
 experiments (A/B definitions, attributed outcomes, readouts).
 
 Every write is atomic: files are written to a temporary name in the same folder and renamed into
@@ -184,8 +184,8 @@ class Lake:
     def table_history(self, zone: str, name: str) -> list[dict[str, Any]]:
         return list(self._delta(zone, name).history())
 
-    def table_schema(self, zone: str, name: str) -> list[tuple[str, str]]:
-        schema = pa.schema(self._delta(zone, name).schema().to_arrow())
+    def table_schema(self, zone: str, name: str, version: int | None = None) -> list[tuple[str, str]]:
+        schema = pa.schema(self._delta(zone, name, version).schema().to_arrow())
         return [(f.name, str(f.type)) for f in schema]
 
     def table_stats(self, zone: str, name: str, version: int | None = None) -> dict[str, int]:

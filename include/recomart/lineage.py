@@ -7,6 +7,19 @@ landing manifests). This module never imports Airflow: it reads the lake and the
 
 A lake Asset URI is ``file://recomart-lake/<zone>/<path>``; the provider names its dataset
 namespace ``file://recomart-lake`` and name ``/<zone>/<path>``.
+
+**What a task reports** (keys of the small JSON a task returns, read by the plugin from its
+``return_value`` XCom when the task finishes; see :func:`reported_lineage`):
+
+- ``read_versions``: ``{"<zone>/<table>": version}``, the Delta version the task actually read of
+  each input table. An input table the task reports is described at that version (schema, rows,
+  bytes, operation), with ``extra.version_source = "task"``; one it does not report is described
+  at its latest version when the task finished, marked ``version_source = "latest_at_completion"``
+  (a commit made while the task ran is then indistinguishable from what it read).
+- ``written_versions``: the same for output tables (the version the task committed).
+- ``merge_id``: the speed merge that ran in the task (``recomart.streaming.merge``); its input
+  ``speed/clickstream`` becomes one dataset per landed file that merge read, with the file's
+  sha256, size and rows from the merged-files record.
 """
 
 from __future__ import annotations
@@ -30,6 +43,28 @@ FACET = "recomart"
 MANIFEST = "_manifest.json"
 HASH_LIMIT = 64 << 20
 """Plain files up to this size get a sha256 in their facet (bigger ones only their size)."""
+
+
+READ_VERSIONS = "read_versions"
+WRITTEN_VERSIONS = "written_versions"
+MERGE_ID = "merge_id"
+SPEED_FILES = "speed/clickstream"
+"""The speed-zone landing folder (``speed/clickstream/date=<event date>/<file>.parquet``)."""
+
+
+def reported_lineage(result: Any) -> dict[str, Any]:
+    """The lineage keys of a task's return value (nothing when it returned something else)."""
+    if not isinstance(result, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key in (READ_VERSIONS, WRITTEN_VERSIONS):
+        versions = result.get(key)
+        if isinstance(versions, dict):
+            out[key] = {str(k).strip("/"): int(v) for k, v in versions.items()
+                        if isinstance(v, int) and not isinstance(v, bool)}
+    if isinstance(result.get(MERGE_ID), str):
+        out[MERGE_ID] = result[MERGE_ID]
+    return out
 
 
 def events_path(lake: Lake) -> Path:
@@ -71,20 +106,30 @@ class DatasetFacts:
         return {k: v for k, v in asdict(self).items() if v not in (None, [], {})}
 
 
-def lake_facts(lake: Lake, uri: str, ds: str | None) -> list[DatasetFacts]:
+def lake_facts(lake: Lake, uri: str, ds: str | None, reported: dict[str, Any] | None = None, *,
+               output: bool = False) -> list[DatasetFacts]:
     """The dataset(s) behind a lake Asset URI for logical date ``ds``.
 
-    A Delta table gives one dataset with version, schema and row count; a raw landing folder
+    A Delta table gives one dataset with version, schema and row count: at the version the task
+    reported (``reported``, see :func:`reported_lineage`), else the latest. A raw landing folder
     (``raw/<source>/<dataset>``) gives one dataset per landed file of ``ds`` with its manifest's
-    sha256; a file gives its size (and sha256 when small). Unknown URIs give nothing.
+    sha256; the speed landing folder gives one dataset per file the task's speed merge read (or,
+    without a merge, the files of event date ``ds``) with its sha256; a file gives its size (and
+    sha256 when small). Unknown URIs give nothing.
     """
     rel = lake_relpath(uri)
     if rel is None:
         return []
+    reported = reported or {}
     zone, _, rest = rel.partition("/")
     path = lake.root / rel
     if rest and lake.table_exists(zone, rest):
-        return [_delta_facts(lake, zone, rest)]
+        version = (reported.get(WRITTEN_VERSIONS if output else READ_VERSIONS) or {}).get(rel)
+        return [_delta_facts(lake, zone, rest, version)]
+    if rel == SPEED_FILES:
+        facts = _speed_facts(lake, reported.get(MERGE_ID), ds)
+        if facts is not None:
+            return facts
     if path.is_dir() and ds:
         manifests = sorted(path.glob(f"ds={ds}/{MANIFEST}")) or sorted(path.glob(f"*/ds={ds}/{MANIFEST}"))
         facts = [f for m in manifests for f in _manifest_facts(lake, m)]
@@ -96,16 +141,51 @@ def lake_facts(lake: Lake, uri: str, ds: str | None) -> list[DatasetFacts]:
     return [DatasetFacts(name=f"/{rel}", kind=kind, path=rel)]
 
 
-def _delta_facts(lake: Lake, zone: str, name: str) -> DatasetFacts:
-    stats = lake.table_stats(zone, name)
-    last = lake.table_history(zone, name)[0] if stats["version"] >= 0 else {}
+def _delta_facts(lake: Lake, zone: str, name: str, version: int | None = None) -> DatasetFacts:
+    """A table at ``version`` (the one a task read or wrote), else at its latest version."""
+    stats = lake.table_stats(zone, name, version)
+    history = lake.table_history(zone, name)
+    last = next((h for h in history if h.get("version") == stats["version"]),
+                history[0] if version is None and history else {})
     metrics = last.get("operationMetrics") or {}
     extra = {k.removeprefix("recomart."): v for k, v in last.items() if k.startswith("recomart.")}
     extra["operation"] = last.get("operation")
+    extra["version_source"] = "task" if version is not None else "latest_at_completion"
     return DatasetFacts(name=f"/{zone}/{name}", kind="delta", path=f"{zone}/{name}",
-                        schema=lake.table_schema(zone, name), version=stats["version"],
-                        rows=stats["rows"], bytes=stats["bytes"], files=stats["files"],
-                        rows_written=metrics.get("num_added_rows"), extra=extra)
+                        schema=lake.table_schema(zone, name, stats["version"]),
+                        version=stats["version"], rows=stats["rows"], bytes=stats["bytes"],
+                        files=stats["files"], rows_written=metrics.get("num_added_rows"), extra=extra)
+
+
+def _speed_facts(lake: Lake, merge_id: str | None, ds: str | None) -> list[DatasetFacts] | None:
+    """Landed speed files with their checksums: those a merge read (from the merged-files
+    record), or without a merge the files of event date ``ds``. None when there is nothing."""
+    from recomart.streaming.merge import merged_files
+
+    if merge_id:
+        record = merged_files(lake, merge_id).to_pylist()
+        return [DatasetFacts(name=f"/{r['path']}", kind="speed_file", path=r["path"], rows=r["rows"],
+                             bytes=r["bytes"], sha256=r["sha256"],
+                             extra={"merge_id": merge_id, "master_version": r["master_version"]})
+                for r in record] or [DatasetFacts(name=f"/{SPEED_FILES}", kind="folder",
+                                                   path=SPEED_FILES,
+                                                   extra={"merge_id": merge_id, "files_read": 0})]
+    if not ds:
+        return None
+    files = sorted((lake.root / SPEED_FILES / f"date={ds}").glob("*.parquet"))
+    known = {r["path"]: r for r in merged_files(lake).to_pylist()} if files else {}
+    out = []
+    for f in files:
+        rel = f.relative_to(lake.root).as_posix()
+        if rel in known:
+            r = known[rel]
+            out.append(DatasetFacts(name=f"/{rel}", kind="speed_file", path=rel, rows=r["rows"],
+                                    bytes=r["bytes"], sha256=r["sha256"]))
+        else:
+            facts = _file_facts(lake, f)
+            facts.kind = "speed_file"
+            out.append(facts)
+    return out or None
 
 
 def _manifest_facts(lake: Lake, manifest_path: Path) -> list[DatasetFacts]:

@@ -28,6 +28,20 @@ def _events_file() -> Path:
     return Path(transport["log_file_path"])
 
 
+def _land_speed_files(lake) -> None:
+    """Two landed speed files for ``DS`` (as the Faust worker writes them), merged by the run."""
+    from datetime import UTC, datetime
+
+    from recomart.streaming.sink import Landed, write_batch
+
+    ts = datetime.fromisoformat(f"{DS}T12:00:00+00:00").astimezone(UTC)
+    for partition in (0, 1):
+        rows = [Landed({"event_id": f"speed-{partition}-{i}", "user_id": 1 + i, "product_id": 1 + i,
+                        "event_type": "view", "session_id": f"s{partition}", "timestamp": ts,
+                        "price": None}, partition, i, None) for i in range(5)]
+        write_batch(lake, "clickstream", rows, {partition: (0, 4)})
+
+
 @pytest.fixture(scope="module")
 def batch_run(airflow_db, tmp_path_factory):
     """One real batch run on a small generated shop, shared by this module's tests."""
@@ -38,6 +52,7 @@ def batch_run(airflow_db, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("lineage")
     generate(tmp / "src", users=200, products=60, days=10, seed=5)
+    _land_speed_files(Lake(tmp / "lake"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECOMART_SOURCE_DIR", str(tmp / "src"))
         mp.setenv("RECOMART_LAKE_ROOT", str(tmp / "lake"))
@@ -92,6 +107,31 @@ def test_batch_lineage_links_raw_files_to_curated_to_features(batch_run):
     facts = raw[raw_users]["facets"][FACET]
     assert facts["sha256"] == manifest["sha256"] == sha256_file(lake.root / manifest["path"])
     assert facts["rows"] == manifest["rows"]
+
+
+def test_speed_lineage_reaches_the_landed_files_with_checksums(batch_run):
+    from recomart.lake import sha256_file
+    from recomart.lineage import FACET, LineageGraph, read_events, walk
+    from recomart.streaming.sink import list_files
+
+    lake, run_id = batch_run
+    landed = {f"/{p.relative_to(lake.root).as_posix()}": sha256_file(p) for p in list_files(lake)}
+    assert len(landed) == 2
+    events = [e for e in read_events(_events_file())
+              if (e.get("run", {}).get("facets", {}).get("airflow", {}).get("dagRun", {})
+                  .get("run_id")) == run_id]
+    graph = LineageGraph(events)
+    merge = next(r for r in graph.runs if r.job == "recomart_batch.merge_speed_layer")
+    assert {i.name: i.lake.get("sha256") for i in merge.inputs} == landed
+    assert all(i.lake["kind"] == "speed_file" and i.lake["rows"] == 5 for i in merge.inputs)
+    (master,) = merge.outputs
+    assert master.lake["version"] == lake.table_version("speed", "clickstream_master")
+    assert master.lake["extra"]["version_source"] == "task"
+
+    tree = graph.upstream(graph.resolve("curated/clickstream"), airflow_run_id=run_id)
+    reached = {n["name"]: (n["facets"].get(FACET) or {}).get("sha256") for n in walk(tree)
+               if n["name"].startswith("/speed/clickstream/")}
+    assert reached == landed
 
 
 def test_lineage_cli_prints_the_tree_with_checksums(batch_run):

@@ -35,7 +35,8 @@ def test_generate_writes_the_same_files_as_the_library(tmp_path):
 def test_generate_rejects_a_bad_end_date(tmp_path):
     result = runner.invoke(app, ["generate", "--users", "5", "--products", "20", "--days", "1",
                                  "--end-date", "30/06/2024", "--out", str(tmp_path)])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # a usage error, reported by Typer
+    assert "expected YYYY-MM-DD, got '30/06/2024'" in " ".join(result.output.split())
     assert not (tmp_path / "users.csv").exists()
 
 

@@ -187,7 +187,8 @@ def test_cli_list_describe_diff(store):
     assert diffed.exit_code == 0, diffed.output
     assert "2024-05-02" in diffed.output and "score" in diffed.output
     missing = runner.invoke(app, ["features", "describe", "nope"])
-    assert missing.exit_code != 0
+    assert missing.exit_code == 1
+    assert "no feature table 'nope'; tables: " in missing.output and "user_stats" in missing.output
 
 
 def test_point_in_time_before_any_snapshot_gives_nulls(store):

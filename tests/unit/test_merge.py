@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
+import pytest
+
+from recomart.lake import Lake
 from recomart.streaming.merge import MASTER_TABLE, MASTER_ZONE, merge_speed_events, read_speed_zone
 from recomart.streaming.sink import Landed, list_files, write_batch
 
@@ -32,14 +35,73 @@ def test_merge_dedups_overlaps_and_is_idempotent(lake):
     assert sorted(_master_ids(lake)) == sorted(f"e{i}" for i in range(15))
 
 
-def test_merge_reads_only_files_after_the_watermark(lake):
-    old = write_batch(lake, "clickstream", _rows(range(3)), {0: (0, 2)})[0]
-    merge_speed_events(lake, "2024-05-01")
-    os.utime(old, ns=(0, 0))  # far before the watermark: not read again
-    write_batch(lake, "clickstream", _rows(range(3, 6), start=3), {0: (3, 5)})
+def test_a_file_older_than_the_last_merge_is_still_merged(lake):
+    """Identity, not mtime: a file that becomes visible with an old mtime (slow rename, a second
+    worker, a clock step, a restore from backup) is merged by the next run."""
+    write_batch(lake, "clickstream", _rows(range(3)), {0: (0, 2)})
+    first = merge_speed_events(lake, "2024-05-01")
+    assert (first["files"], first["new"]) == (1, 3)
+    late = write_batch(lake, "clickstream", _rows(range(3, 6), start=3), {0: (3, 5)})[0]
+    os.utime(late, ns=(0, 0))  # mtime 1970: far before anything merged so far
     second = merge_speed_events(lake, "2024-05-02")
-    assert second["files"] == 1 and second["new"] == 3
-    assert len(_master_ids(lake)) == 6
+    assert sorted(_master_ids(lake)) == sorted(f"e{i}" for i in range(6))
+    assert (second["files"], second["new"], second["already_merged"]) == (1, 3, 1)
+
+
+def test_rerun_merges_nothing_new_and_says_so(lake):
+    write_batch(lake, "clickstream", _rows(range(4)), {0: (0, 3)})
+    merge_speed_events(lake, "2024-05-01")
+    version = lake.table_version(MASTER_ZONE, MASTER_TABLE)
+    again = merge_speed_events(lake, "2024-05-01")
+    assert (again["files"], again["already_merged"], again["read"], again["new"]) == (0, 1, 0, 0)
+    assert again["message"] == "no new speed-zone files to merge (1 landed files already merged)"
+    assert lake.table_version(MASTER_ZONE, MASTER_TABLE) == version  # no empty commit either
+    assert merge_speed_events(Lake(lake.root / "elsewhere"), "2024-05-01")["message"] == \
+        "no speed-zone files landed yet"
+
+
+def test_files_landing_after_a_merge_are_merged_by_the_next_one(lake):
+    write_batch(lake, "clickstream", _rows(range(2)), {0: (0, 1)})
+    merge_speed_events(lake, "2024-05-01")
+    write_batch(lake, "clickstream", _rows(range(2, 5), start=2), {0: (2, 4)})
+    write_batch(lake, "clickstream", _rows(range(5, 7), partition=1), {1: (0, 1)})
+    second = merge_speed_events(lake, "2024-05-02")
+    assert (second["files"], second["new"], second["duplicates"]) == (2, 5, 0)
+    assert merge_speed_events(lake, "2024-05-02")["files"] == 0
+    assert sorted(_master_ids(lake)) == sorted(f"e{i}" for i in range(7))
+
+
+def test_merged_files_are_recorded_with_checksums(lake):
+    from recomart.lake import sha256_file
+    from recomart.streaming.merge import merged_files
+
+    paths = write_batch(lake, "clickstream", _rows(range(3)), {0: (0, 2)})
+    out = merge_speed_events(lake, "2024-05-01")
+    record = merged_files(lake, out["merge_id"]).to_pylist()
+    assert [(r["path"], r["bytes"], r["sha256"], r["rows"], r["master_version"]) for r in record] == [
+        (p.relative_to(lake.root).as_posix(), p.stat().st_size, sha256_file(p), 3, out["table_version"])
+        for p in paths]
+    assert merged_files(lake, "another-merge").num_rows == 0
+
+
+def test_a_crash_between_merge_and_record_neither_loses_nor_duplicates(lake, monkeypatch):
+    from recomart.streaming import merge
+
+    write_batch(lake, "clickstream", _rows(range(5)), {0: (0, 4)})
+
+    def crash(*args, **kwargs):
+        raise OSError("power cut after the master commit")
+
+    monkeypatch.setattr(merge, "_record", crash)
+    with pytest.raises(OSError, match="power cut"):
+        merge_speed_events(lake, "2024-05-01")
+    monkeypatch.undo()
+    assert sorted(_master_ids(lake)) == sorted(f"e{i}" for i in range(5))  # merged, not recorded
+    write_batch(lake, "clickstream", _rows(range(5, 8), start=5), {0: (5, 7)})
+    rerun = merge_speed_events(lake, "2024-05-01")
+    assert (rerun["files"], rerun["read"], rerun["new"], rerun["duplicates"]) == (2, 8, 3, 5)
+    assert sorted(_master_ids(lake)) == sorted(f"e{i}" for i in range(8))
+    assert merge_speed_events(lake, "2024-05-01")["files"] == 0
 
 
 def test_same_batch_written_twice_lands_one_file(lake):

@@ -13,13 +13,22 @@ import pytest
 
 from recomart.processes import stop_group
 
-# A parent that spawns a long-lived child of its own: stopping the parent must stop the child.
-SPAWNER = """
+# A parent -> child -> grandchild tree (as `airflow standalone` -> scheduler -> task runner):
+# the leader prints "<child pid> <grandchild pid>". With IGNORE_TERM the grandchild ignores SIGTERM.
+TREE = """
 import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-print(child.pid, flush=True)
+GRANDCHILD = "import signal, time; {ignore}print('up', flush=True); time.sleep(600)"
+CHILD = (
+    "import subprocess, sys, time\\n"
+    "g = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdout=subprocess.PIPE, text=True)\\n"
+    "g.stdout.readline()\\n"
+    "print(g.pid, flush=True)\\n"
+    "time.sleep(600)\\n")
+child = subprocess.Popen([sys.executable, "-c", CHILD, GRANDCHILD], stdout=subprocess.PIPE, text=True)
+print(child.pid, child.stdout.readline().strip(), flush=True)
 time.sleep(600)
 """
+IGNORE_TERM = "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
 
 # A process that ignores SIGTERM: only the escalation to SIGKILL stops it.
 STUBBORN = """
@@ -60,16 +69,46 @@ def start():
             proc.wait()
 
 
-def test_stop_group_stops_children_too(start):
-    proc = start(SPAWNER)
-    child = int(proc.stdout.readline())
-    assert _alive(child)
+def _tree(start, ignore: str = "") -> tuple[subprocess.Popen, int, int]:
+    proc = start(TREE.replace("{ignore}", ignore))
+    child, grandchild = map(int, proc.stdout.readline().split())
+    assert _alive(proc.pid) and _alive(child) and _alive(grandchild)
+    assert os.getpgid(child) == os.getpgid(grandchild) == proc.pid  # one group, led by proc
+    return proc, child, grandchild
+
+
+def _gone(*pids: int, within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_alive(p) for p in pids)
+
+
+def test_stop_group_stops_children_and_grandchildren(start):
+    proc, child, grandchild = _tree(start)
     stop_group(proc, signal.SIGTERM, timeout=10)
     assert proc.returncode == -signal.SIGTERM
-    deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(child)
+    assert _gone(child, grandchild)
+
+
+def test_stop_group_stops_what_outlived_the_leader(start):
+    """Signalling only the leader (what a plain ``proc.terminate()`` does) leaves its descendants
+    running; ``stop_group`` then stops them although the leader is already gone."""
+    proc, child, grandchild = _tree(start)
+    proc.terminate()
+    proc.wait(timeout=10)
+    time.sleep(0.2)
+    assert _alive(child) and _alive(grandchild)  # the leader's death did not stop them
+    stop_group(proc, signal.SIGTERM, timeout=10)
+    assert _gone(child, grandchild, within=1)
+    assert proc.returncode == -signal.SIGTERM  # the leader's own status is left as it was
+
+
+def test_stop_group_kills_a_grandchild_that_ignores_the_signal(start):
+    proc, child, grandchild = _tree(start, IGNORE_TERM)
+    stop_group(proc, signal.SIGTERM, timeout=1)
+    assert proc.returncode == -signal.SIGTERM and _gone(child, within=1)
+    assert _gone(grandchild, within=1)  # escalated to SIGKILL by stop_group, not by the test
 
 
 def test_stop_group_escalates_to_sigkill(start):
@@ -88,8 +127,9 @@ def test_stop_group_leaves_finished_processes_alone(start):
 
 
 def test_stop_group_tolerates_a_group_that_vanished(start):
+    """A leader reaped behind Popen's back (``poll()`` cannot tell) and no group left: no error."""
     proc = start("import time; time.sleep(600)")
     os.killpg(proc.pid, signal.SIGKILL)
-    os.waitpid(proc.pid, 0)  # reaped behind Popen's back: poll() cannot tell yet
-    stop_group(proc, timeout=1)
-    assert not _alive(proc.pid)
+    os.waitpid(proc.pid, 0)
+    stop_group(proc, timeout=1)  # must not raise (ProcessLookupError / ChildProcessError)
+    assert proc.returncode is not None

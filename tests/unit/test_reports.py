@@ -1,4 +1,5 @@
-"""The analysts' PDF reports, built from a lake populated here (curated + quarantine + summary)."""
+"""The analysts' PDF reports: the quality report from a real ``validate_all`` run on a small lake,
+the EDA report from curated tables written here."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ from pypdf import PdfReader
 
 DS = "2024-05-01"
 RUN_ID = "manual__2024-05-01T00:00:00+00:00"
-SHA_RATINGS = "9f2c4e1ab37d55e0c6a1f00b8e2d9c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d"
-SHA_CLICKS = "3b8d0f6e2a4c19d7e5f3a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6"
 
 
 def _utc(days: np.ndarray, base: str = "2024-03-01") -> pd.Series:
@@ -88,7 +87,10 @@ QUARANTINE = {
 
 
 def populate(lake, frames: dict[str, pd.DataFrame], *, history_runs: int = 3) -> dict:
-    """Write curated/quarantine tables, raw files for lineage, the summary and a run history."""
+    """Write curated/quarantine tables, raw files, a summary and a run history (for the EDA report,
+    which reads curated tables at the summary's versions; the quality-report tests use a real
+    ``validate_all`` summary instead, see ``validated_lake``)."""
+    from recomart.lake import sha256_file
     from recomart.tables import DATASETS
 
     datasets = {}
@@ -111,7 +113,7 @@ def populate(lake, frames: dict[str, pd.DataFrame], *, history_runs: int = 3) ->
         raw = f"raw/csv/{name}/ds={DS}/{name}.csv"
         (lake.root / raw).parent.mkdir(parents=True, exist_ok=True)
         (lake.root / raw).write_text("header\n")
-        sha = {"ratings": SHA_RATINGS, "clickstream": SHA_CLICKS}.get(name, f"{abs(hash(name)):064x}"[:64])
+        sha = sha256_file(lake.root / raw)
         inputs = [{"source": "csv", "path": raw, "sha256": sha, "rows": rows_in}]
         if name == "clickstream":
             inputs.append({"source": "speed", "path": "speed/clickstream_master", "sha256": "",
@@ -152,65 +154,93 @@ def pdf_text(path: Path) -> str:
     return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
 
 
-@pytest.fixture
-def populated(lake):
-    frames = make_curated()
-    summary = populate(lake, frames)
-    return lake, frames, summary
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bad_input"
 
 
-def test_quality_report_shows_reconciliation_reasons_checks_and_lineage(populated):
+def validated_lake(root: Path, source: Path, run_id: str = RUN_ID):
+    """A small real lake: the sources landed raw, then ``validate_all`` (the real summary, real
+    raw-file checksums in its manifests, real curated/quarantine versions and run history)."""
+    from recomart.config import reset_settings
+    from recomart.ingestion import ingest_csv_sources
+    from recomart.lake import Lake
+    from recomart.validation import validate_all
+
+    lake = Lake(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECOMART_LAKE_ROOT", str(root))
+        reset_settings()
+        ingest_csv_sources(lake, DS, source)
+        summary = validate_all(lake, DS, run_id, threshold=0.05, gx_sample_rows=1000)
+    reset_settings()
+    return lake, summary
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory):
+    """The bad-input rows: every dataset has quarantined rows with several reasons."""
+    return validated_lake(tmp_path_factory.mktemp("validated"), FIXTURES / "rows")
+
+
+def test_quality_report_shows_reconciliation_reasons_checks_and_lineage(validated):
+    from recomart.ingestion.landing import read_manifest
+    from recomart.lake import sha256_file
     from recomart.reports.quality import build_quality_report
+    from recomart.tables import DATASETS
 
-    lake, frames, summary = populated
+    lake, summary = validated
     path = build_quality_report(lake, DS)
     assert path == lake.path("reports", f"ds={DS}", "data_quality.pdf")
     assert lake.path("reports", "latest", "data_quality.pdf").read_bytes() == path.read_bytes()
     text = pdf_text(path)
     flat = " ".join(text.split())
-    for name in frames:
-        assert name in text
-    r = summary["datasets"]["ratings"]
-    assert f"{r['rows_in']:,} = {r['curated']:,} + {r['quarantined']:,}" in flat
-    c = summary["datasets"]["clickstream"]
-    assert f"{c['rows_in']:,} = {c['curated']:,} + {c['quarantined']:,}" in flat
-    for reasons in QUARANTINE.values():
-        for reason, _, _ in reasons:
-            assert reason in flat
-    assert "FAIL" in text and "great_expectations" in text and "rating_range" in flat
-    assert "Lineage" in text
-    assert SHA_RATINGS[:12] in text and SHA_CLICKS[:12] in text
-    assert SHA_RATINGS[:20] not in text  # shortened, not dumped whole
-    assert f"curated/ratings v{r['curated_version']}" in flat
-    assert "gx_data_docs" in flat
+    for name in DATASETS:
+        d = summary["datasets"][name]
+        assert d["quarantined"] > 0 and d["rows_in"] == d["curated"] + d["quarantined"]
+        assert f"{d['rows_in']:,} = {d['curated']:,} + {d['quarantined']:,}" in flat
+        for reason in lake.read_table("quarantine", name)["reason"].unique():
+            assert reason in flat, (name, reason)
+        manifest = read_manifest(lake, "csv", name, DS)
+        sha = manifest["sha256"]
+        assert sha == sha256_file(lake.root / manifest["path"])  # a real checksum of a real file
+        assert sha[:12] in text and sha[:20] not in text  # shortened, not dumped whole
+        assert f"curated/{name} v{d['curated_version']}" in flat
+        assert d["curated_version"] == lake.table_version("curated", name)
+    failed = [c["check"] for d in summary["datasets"].values() for c in d["checks"] if not c["passed"]]
+    assert failed and all(check in flat for check in failed)
+    assert summary["status"] == "fail" and "FAIL" in text
+    assert "great_expectations" in text and "Lineage" in text and "gx_data_docs" in flat
     assert RUN_ID in flat  # header + footer
     assert "Page 1 / " in text
+    assert "Only this run is in the validation history" in flat
 
 
-def test_quality_report_flags_a_dataset_that_does_not_reconcile(populated):
+def test_quality_report_flags_a_dataset_that_does_not_reconcile(validated, tmp_path):
+    import shutil
+
+    from recomart.lake import Lake
     from recomart.reports.quality import build_quality_report
 
-    lake, _, summary = populated
+    lake = Lake(shutil.copytree(validated[0].root, tmp_path / "lake"))
+    summary = lake.read_json(lake.path("reports", f"ds={DS}", "validation_summary.json"))
+    assert summary == validated[1]
     summary["datasets"]["orders"]["rows_in"] += 4  # four rows vanished between landing and curated
     lake.write_json(lake.path("reports", f"ds={DS}", "validation_summary.json"), summary)
     flat = " ".join(pdf_text(build_quality_report(lake, DS)).split())
     assert "MISMATCH" in flat and "+4 unaccounted" in flat
 
 
-def test_quality_report_with_single_run_and_empty_dataset(lake):
-    frames = make_curated()
-    frames["orders"] = frames["orders"].iloc[0:0]
-    populate(lake, frames, history_runs=0)
+def test_quality_report_with_an_empty_dataset_and_file_faults(tmp_path):
+    """The file-level faults: an empty orders.csv still gets a balanced row; file problems shown."""
     from recomart.reports.quality import build_quality_report
 
+    lake, summary = validated_lake(tmp_path / "lake", FIXTURES / "files")
+    orders = summary["datasets"]["orders"]
+    assert (orders["rows_in"], orders["curated"], orders["quarantined"]) == (0, 0, 0)
     text = " ".join(pdf_text(build_quality_report(lake, DS)).split())
     assert "Only this run is in the validation history" in text
-    # the empty dataset still gets its own, balanced reconciliation row (rows in, curated, quarantined)
-    curated, quarantined = len(frames["orders"]), len(QUARANTINE.get("orders", []))
-    rows_in = curated + quarantined
-    assert (rows_in, curated, quarantined) == (0, 0, 0)
-    assert (f"orders {rows_in:,} {curated:,} {quarantined:,} "
-            f"OK {rows_in:,} = {curated:,} + {quarantined:,}") in text
+    assert "orders 0 0 0 " in text and "0 = 0 + 0" in text
+    assert "File problem: orders" in text and "empty_file" in text
+    assert "wrong_delimiter" in text and "missing_column" in text
 
 
 def _one_time_share(frames: dict[str, pd.DataFrame]) -> float:
@@ -302,6 +332,8 @@ def test_cli_builds_eda_on_a_lake_without_interactions(lake):
     assert "No interactions" in flat and "Category mix" in flat
     bad = CliRunner().invoke(app, ["report", "quality", "--date", DS])  # no validation summary yet
     assert bad.exit_code == 1
+    said = " ".join(bad.output.split())
+    assert f"no validation summary for {DS} at" in said and "run the validation stage first" in said
 
 
 def test_regenerating_an_older_date_keeps_latest_on_the_newest(lake):

@@ -11,7 +11,8 @@ Agents:
   Faust's own stream path (``stream.take_events``) was measured at ~3k events/s here and acks a
   batch in a ``finally`` clause even when the body fails, hence the plain consumer. The next
   batch is fetched while the previous one is written; commits stay in batch order. A stop waits
-  for the batch in flight; any failure ends the process (``os._exit``) without a commit.
+  for the batch in flight; any failure ends the process (``os._exit``) without a commit. The
+  landing step and its commit ordering live in ``recomart.streaming.landing``.
 - ``trend`` folds per-batch activity summaries into the tumbling-window table ``trending``
   (views / carts / purchases per product per window), served as JSON at ``/trending/``.
 - ``decide`` (see ``decisions``) scores active sessions with the champion model off the hot path.
@@ -38,9 +39,7 @@ import pyarrow as pa
 
 from recomart.config import get_settings
 from recomart.lake import Lake
-from recomart.streaming import activity, decisions
-from recomart.streaming.events import decode_batch
-from recomart.streaming.sink import batch_table, write_batch
+from recomart.streaming import activity, decisions, landing
 
 log = logging.getLogger(__name__)
 
@@ -96,66 +95,29 @@ STATS: dict[str, int] = {"batches": 0, "valid": 0, "dead_letter": 0, "files": 0}
 TIMES: dict[str, float] = {"validate_s": 0.0, "write_s": 0.0, "dlq_wait_s": 0.0}
 
 
-def dlq_headers(reason: str, topic: str, partition: int, offset: int,
-                timestamp: float | None) -> list[tuple[str, bytes]]:
-    ts_ms = int(timestamp * 1000) if timestamp is not None else -1
-    return [("reason", reason.encode()), ("source_topic", topic.encode()),
-            ("source_partition", str(partition).encode()), ("source_offset", str(offset).encode()),
-            ("source_timestamp_ms", str(ts_ms).encode())]
+class FaustDeadLetter:
+    """The dead-letter topic as a ``landing.DeadLetterSender`` (``send`` returns the ack future)."""
+
+    async def send(self, *, key: bytes | None, value: bytes | None,
+                   headers: list[tuple[str, bytes]]) -> Any:
+        return await dead_letter.send(key=key, value=value, headers=headers, force=True)
 
 
-def _write_and_summarize(lake: Lake, table: pa.Table, ranges: dict[int, tuple[int, int]]
-                         ) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Runs in a worker thread: the durable write, and the activity summaries beside it."""
-    files = write_batch(lake, settings.clickstream_topic, table, ranges)
-    summaries = (activity.summarize(table, settings.stream_window_s, settings.stream_decisions)
-                 if settings.stream_trending or settings.stream_decisions else [])
-    return files, summaries
+def _summarize(table: pa.Table) -> list[dict[str, Any]]:
+    if settings.stream_trending or settings.stream_decisions:
+        return activity.summarize(table, settings.stream_window_s, settings.stream_decisions)
+    return []
 
 
 async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str, int]:
-    """Validate, dead-letter and durably write one batch of aiokafka ``ConsumerRecord``s, given
-    per topic-partition in offset order (as ``getmany`` returns them).
-
-    Returns counts; raises when the lake write or a dead-letter send fails.
-    """
-    t0 = time.perf_counter()
-    flat = [m for records in parts.values() for m in records]
-    decoded = decode_batch([m.value for m in flat], settings.stream_max_message_bytes)
-    partitions: list[int] = []
-    offsets: list[int] = []
-    kafka_ts: list[int | None] = []
-    ranges: dict[int, tuple[int, int]] = {}
-    for tp, records in parts.items():
-        if not records:
-            continue
-        partitions += [tp.partition] * len(records)
-        offsets += [m.offset for m in records]
-        kafka_ts += [m.timestamp for m in records]
-        ranges[tp.partition] = (records[0].offset, records[-1].offset)
-    t1 = time.perf_counter()
-    pending = []
-    for i, reason in decoded.bad:
-        m = flat[i]
-        ts = m.timestamp / 1000 if m.timestamp is not None else None
-        pending.append(await dead_letter.send(
-            key=m.key, value=m.value, force=True,
-            headers=dlq_headers(reason, m.topic, m.partition, m.offset, ts)))
-    files: list[Any] = []
-    summaries: list[dict[str, Any]] = []
-    if len(decoded):
-        table = batch_table(decoded, partitions, offsets, kafka_ts)
-        files, summaries = await asyncio.to_thread(_write_and_summarize, lake, table, ranges)
-    t2 = time.perf_counter()
-    if pending:
-        await asyncio.gather(*pending)  # DLQ messages acknowledged by the broker (acks=all)
-    TIMES["validate_s"] += t1 - t0
-    TIMES["write_s"] += t2 - t1
-    TIMES["dlq_wait_s"] += time.perf_counter() - t2
+    """``landing.land_batch`` with the worker's topics and settings; then the activity summaries."""
+    counts, summaries = await landing.land_batch(
+        parts, lake, FaustDeadLetter(), topic=settings.clickstream_topic,
+        max_message_bytes=settings.stream_max_message_bytes, summarize=_summarize, times=TIMES)
     for summary in summaries:
         activity_topic.send_soon(value=summary, timestamp=float(summary["window_start"]),
                                  partition=summary["partition"] % settings.stream_partitions)
-    return {"valid": len(decoded), "dead_letter": len(decoded.bad), "files": len(files)}
+    return counts
 
 
 @app.service
@@ -208,20 +170,19 @@ class Lander(mode.Service):
         from aiokafka.errors import CommitFailedError, IllegalStateError
 
         try:
-            counts = await asyncio.shield(task)
+            counts = await landing.commit_when_landed(consumer, asyncio.shield(task), parts)
         except asyncio.CancelledError:
             raise
-        except BaseException:
-            log.critical("landing batch failed: exiting without committing its offsets",
-                         exc_info=True)
-            logging.shutdown()
-            os._exit(70)
-        offsets = {tp: records[-1].offset + 1 for tp, records in parts.items()}
-        try:
-            await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit after a rebalance failed (%s): the batch will be "
                         "replayed and deduped by event_id", exc)
+            counts = task.result()
+        except BaseException:
+            log.critical("landing batch failed (lake write, dead-letter ack or commit): exiting; "
+                         "its uncommitted offsets are replayed after a restart",
+                         exc_info=True)
+            logging.shutdown()
+            os._exit(70)
         STATS["batches"] += 1
         for k, v in counts.items():
             STATS[k] += v

@@ -1,0 +1,122 @@
+"""One landing step of the speed layer, with its consumer and dead-letter producer passed in.
+
+The ordering contract lives here, apart from Faust and aiokafka, so it can be tested on its own:
+a batch's offsets are committed only after its valid events are durable in the lake (files
+fsynced and renamed) **and** every dead-letter send of the batch is acknowledged by the broker. A
+failed lake write or a failed (or unacknowledged) dead-letter send raises, and nothing is
+committed: the batch is replayed after a restart and deduped by ``event_id``.
+
+The worker (``recomart.streaming.app.Lander``) passes its aiokafka consumer and an adapter over
+the Faust dead-letter topic; anything with the same two methods works (see the protocols).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from recomart.lake import Lake
+from recomart.streaming.events import decode_batch
+from recomart.streaming.sink import batch_table, write_batch
+
+
+class DeadLetterSender(Protocol):
+    """Sends one dead-letter message; the awaitable it returns resolves on the broker's ack."""
+
+    async def send(self, *, key: bytes | None, value: bytes | None,
+                   headers: list[tuple[str, bytes]]) -> Awaitable[Any]: ...
+
+
+class OffsetCommitter(Protocol):
+    """The consumer side: commits ``{topic-partition: next offset}`` (aiokafka's ``commit``)."""
+
+    async def commit(self, offsets: Mapping[Any, int]) -> Any: ...
+
+
+Summarize = Callable[[pa.Table], list[dict[str, Any]]]
+
+
+def dlq_headers(reason: str, topic: str, partition: int, offset: int,
+                timestamp: float | None) -> list[tuple[str, bytes]]:
+    ts_ms = int(timestamp * 1000) if timestamp is not None else -1
+    return [("reason", reason.encode()), ("source_topic", topic.encode()),
+            ("source_partition", str(partition).encode()), ("source_offset", str(offset).encode()),
+            ("source_timestamp_ms", str(ts_ms).encode())]
+
+
+def next_offsets(parts: Mapping[Any, Sequence[Any]]) -> dict[Any, int]:
+    """The offsets to commit for a batch: one past its last record, per topic-partition."""
+    return {tp: records[-1].offset + 1 for tp, records in parts.items() if records}
+
+
+def _write(lake: Lake, topic: str, table: pa.Table, ranges: dict[int, tuple[int, int]],
+           summarize: Summarize | None) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Runs in a worker thread: the durable write, and the activity summaries beside it."""
+    files = write_batch(lake, topic, table, ranges)
+    return files, (summarize(table) if summarize is not None else [])
+
+
+async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter: DeadLetterSender,
+                     *, topic: str, max_message_bytes: int, summarize: Summarize | None = None,
+                     times: MutableMapping[str, float] | None = None
+                     ) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Validate, dead-letter and durably write one batch of ``ConsumerRecord``s, given per
+    topic-partition in offset order (as ``getmany`` returns them).
+
+    Returns ``(counts, activity summaries)`` once the files are durable and every dead-letter
+    send is acknowledged; raises when the lake write or a dead-letter send fails.
+    """
+    t0 = time.perf_counter()
+    flat = [m for records in parts.values() for m in records]
+    decoded = decode_batch([m.value for m in flat], max_message_bytes)
+    partitions: list[int] = []
+    offsets: list[int] = []
+    kafka_ts: list[int | None] = []
+    ranges: dict[int, tuple[int, int]] = {}
+    for tp, records in parts.items():
+        if not records:
+            continue
+        partitions += [tp.partition] * len(records)
+        offsets += [m.offset for m in records]
+        kafka_ts += [m.timestamp for m in records]
+        ranges[tp.partition] = (records[0].offset, records[-1].offset)
+    t1 = time.perf_counter()
+    pending = []
+    try:
+        for i, reason in decoded.bad:
+            m = flat[i]
+            ts = m.timestamp / 1000 if m.timestamp is not None else None
+            pending.append(await dead_letter.send(
+                key=m.key, value=m.value,
+                headers=dlq_headers(reason, m.topic, m.partition, m.offset, ts)))
+        files: list[Any] = []
+        summaries: list[dict[str, Any]] = []
+        if len(decoded):
+            table = batch_table(decoded, partitions, offsets, kafka_ts)
+            files, summaries = await asyncio.to_thread(_write, lake, topic, table, ranges, summarize)
+    except BaseException:
+        for fut in pending:  # a failed batch: do not leave unobserved send futures behind
+            if isinstance(fut, asyncio.Future) and not fut.done():
+                fut.cancel()
+        raise
+    t2 = time.perf_counter()
+    if pending:
+        await asyncio.gather(*pending)  # DLQ messages acknowledged by the broker (acks=all)
+    if times is not None:
+        times["validate_s"] = times.get("validate_s", 0.0) + t1 - t0
+        times["write_s"] = times.get("write_s", 0.0) + t2 - t1
+        times["dlq_wait_s"] = times.get("dlq_wait_s", 0.0) + time.perf_counter() - t2
+    return {"valid": len(decoded), "dead_letter": len(decoded.bad), "files": len(files)}, summaries
+
+
+async def commit_when_landed(consumer: OffsetCommitter, landing: Awaitable[Any],
+                             parts: Mapping[Any, Sequence[Any]]) -> Any:
+    """Await a batch's landing, then commit exactly its offsets; a failed landing raises before
+    anything is committed. Returns what the landing returned."""
+    result = await landing
+    await consumer.commit(next_offsets(parts))
+    return result

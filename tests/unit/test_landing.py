@@ -1,0 +1,140 @@
+"""The speed layer's commit ordering, with a fake consumer and dead-letter producer.
+
+This is the one place a fake is right: the contract under test is the order of three effects
+(lake write, dead-letter acks, offset commit), not Kafka. The lake is real; its write failure is a
+real one (the speed folder's place is taken by a file). The real broker path is covered by
+tests/integration/test_speed_layer.py (SIGKILLs mid-stream, exact sets in the lake and the DLQ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from recomart.streaming.landing import commit_when_landed, land_batch
+from recomart.streaming.merge import read_speed_zone
+from recomart.streaming.sink import list_files
+
+TOPIC = "clickstream"
+TP0, TP1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+
+
+def _event(i: int) -> bytes:
+    return json.dumps({"event_id": f"e{i}", "user_id": 1, "product_id": i, "event_type": "view",
+                       "session_id": "s", "timestamp": datetime(2024, 5, 1, 10, tzinfo=UTC).isoformat(),
+                       "price": None}).encode()
+
+
+def _record(tp: TopicPartition, offset: int, value: bytes) -> ConsumerRecord:
+    return ConsumerRecord(topic=tp.topic, partition=tp.partition, offset=offset, timestamp=1714557600000,
+                          timestamp_type=0, key=f"k{offset}".encode(), value=value, checksum=None,
+                          serialized_key_size=3, serialized_value_size=len(value), headers=())
+
+
+def _batch() -> dict[TopicPartition, list[ConsumerRecord]]:
+    """Partition 0: three valid events and one malformed message; partition 1: two valid."""
+    return {TP0: [_record(TP0, 10 + i, _event(i)) for i in range(3)] + [_record(TP0, 13, b"not json")],
+            TP1: [_record(TP1, i, _event(10 + i)) for i in range(2)]}
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets):
+        self.commits.append(dict(offsets))
+
+
+class FakeDeadLetter:
+    """Records sends; acks only when told (``ack``), or fails the send or the ack."""
+
+    def __init__(self, *, fail_send: bool = False) -> None:
+        self.fail_send = fail_send
+        self.sent: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+        self.futures: list[asyncio.Future] = []
+
+    async def send(self, *, key, value, headers):
+        if self.fail_send:
+            raise ConnectionError("broker unreachable")
+        self.sent.append((key, value, dict(headers)))
+        fut = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        return fut
+
+    def ack(self, error: Exception | None = None) -> None:
+        for fut in self.futures:
+            fut.set_exception(error) if error else fut.set_result(None)
+
+
+def _land(lake, dlq):
+    return land_batch(_batch(), lake, dlq, topic=TOPIC, max_message_bytes=10_000)
+
+
+async def _until(predicate, what: str) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"never happened: {what}")
+
+
+def test_offsets_are_committed_only_after_the_files_and_the_dead_letter_acks(lake):
+    consumer, dlq = FakeConsumer(), FakeDeadLetter()
+
+    async def scenario():
+        step = asyncio.ensure_future(commit_when_landed(consumer, _land(lake, dlq), _batch()))
+        await _until(lambda: list_files(lake) and dlq.sent, "file written and DLQ message sent")
+        await asyncio.sleep(0.05)
+        assert not step.done() and consumer.commits == []  # the DLQ has not acknowledged yet
+        dlq.ack()
+        return await step
+
+    counts, _ = asyncio.run(scenario())
+    assert counts == {"valid": 5, "dead_letter": 1, "files": 1}
+    assert consumer.commits == [{TP0: 14, TP1: 2}]  # one past the last offset, malformed included
+    assert sorted(read_speed_zone(lake)["event_id"].to_pylist()) == ["e0", "e1", "e10", "e11", "e2"]
+    ((key, value, headers),) = dlq.sent
+    assert (key, value) == (b"k13", b"not json")
+    assert headers["reason"] == b"not_json" and headers["source_offset"] == b"13"
+
+
+def test_a_failed_lake_write_commits_nothing(lake):
+    blocker = lake.path("speed", "clickstream")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the speed folder should be")  # every landing write fails
+    consumer, dlq = FakeConsumer(), FakeDeadLetter()
+
+    async def scenario():
+        landing = _land(lake, dlq)
+        return await commit_when_landed(consumer, landing, _batch())
+
+    with pytest.raises(OSError):
+        asyncio.run(scenario())
+    assert consumer.commits == []
+
+
+def test_a_failed_dead_letter_send_commits_nothing(lake):
+    consumer, dlq = FakeConsumer(), FakeDeadLetter(fail_send=True)
+    with pytest.raises(ConnectionError, match="broker unreachable"):
+        asyncio.run(commit_when_landed(consumer, _land(lake, dlq), _batch()))
+    assert consumer.commits == []
+
+
+def test_a_rejected_dead_letter_ack_commits_nothing(lake):
+    consumer, dlq = FakeConsumer(), FakeDeadLetter()
+
+    async def scenario():
+        step = asyncio.ensure_future(commit_when_landed(consumer, _land(lake, dlq), _batch()))
+        await _until(lambda: list_files(lake) and dlq.sent, "file written and DLQ message sent")
+        dlq.ack(TimeoutError("no ack from the broker"))
+        return await step
+
+    with pytest.raises(TimeoutError, match="no ack"):
+        asyncio.run(scenario())
+    assert consumer.commits == []
+    # the file is durable but uncommitted: the replay rewrites the same name, readers dedup
+    assert len(list_files(lake)) == 1

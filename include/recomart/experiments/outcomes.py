@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,14 +146,16 @@ def validate_exposures(exposures: pd.DataFrame, exp: Experiment
     return valid, quarantined, rec
 
 
-def _explode(valid: pd.DataFrame, unit_col: str) -> pd.DataFrame:
-    """One row per (served list, product). Exposures read from the lake carry ``item_products``
-    (arrays of ids); hand-made ones may carry ``items`` (the wire form's list of objects)."""
-    if "item_products" in valid.columns:
-        arrays = [np.asarray(a, dtype=np.int64) if a is not None else np.empty(0, np.int64)
-                  for a in valid["item_products"]]
-        lens = np.fromiter((len(a) for a in arrays), np.int64, len(arrays))
-        products = np.concatenate(arrays) if arrays else np.empty(0, np.int64)
+def _explode(valid: pd.DataFrame, unit_col: str, item_products: np.ndarray | None = None
+             ) -> pd.DataFrame:
+    """One row per (served list, product). Exposures read from the lake carry ``_item_start`` /
+    ``_item_len`` into one flat ``item_products`` array; hand-made ones may carry ``items`` (the
+    wire form's list of objects)."""
+    if item_products is not None and "_item_start" in valid.columns:
+        lens = valid["_item_len"].to_numpy(np.int64)
+        starts = valid["_item_start"].to_numpy(np.int64)
+        first = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens)
+        products = item_products[first + np.arange(int(lens.sum()))]
     else:
         lens = valid["items"].map(len).to_numpy()
         products = np.fromiter((it["product_id"] for items in valid["items"] for it in items),
@@ -167,14 +170,15 @@ def _explode(valid: pd.DataFrame, unit_col: str) -> pd.DataFrame:
 
 
 def attribute(valid: pd.DataFrame, events: pd.DataFrame, exp: Experiment, rec: Reconciliation,
-              until: pd.Timestamp | None = None) -> pd.DataFrame:
+              until: pd.Timestamp | None = None, item_products: np.ndarray | None = None
+              ) -> pd.DataFrame:
     """Attributed events: ``[request_id, unit, event_id, event_type, price, timestamp, how]``."""
     window = pd.Timedelta(hours=exp.attribution_window_hours)
     unit_col = "user_id" if exp.unit == "user" else "session_id"
     if valid.empty or events.empty:
         return pd.DataFrame(columns=["request_id", "unit", "event_id", "event_type", "price",
                                      "timestamp", "how"])
-    shown = _explode(valid, unit_col)
+    shown = _explode(valid, unit_col, item_products)
     ev = events.drop_duplicates("event_id")
     ev = ev[ev["timestamp"] >= pd.Timestamp(exp.started())]
     if until is not None:
@@ -208,43 +212,77 @@ def attribute(valid: pd.DataFrame, events: pd.DataFrame, exp: Experiment, rec: R
     return out
 
 
+def _naive_utc(values: pd.Series) -> np.ndarray:
+    return pd.to_datetime(values, utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
+
+
+class _Coded:
+    """Served lists and attributed events as integer codes, so unit tables (one per day for the
+    daily path) are a few ``bincount``s instead of string joins."""
+
+    def __init__(self, valid: pd.DataFrame, attributed: pd.DataFrame, exp: Experiment) -> None:
+        unit_col = "user_id" if exp.unit == "user" else "session_id"
+        self.n = len(valid)
+        self.unit_codes, self.units = pd.factorize(valid[unit_col], sort=True)
+        self.variant_codes, self.variants = pd.factorize(valid["variant"])
+        self.list_ts = _naive_utc(valid["ts"])
+        if len(attributed):
+            self.req = pd.Index(valid["request_id"]).get_indexer(attributed["request_id"])
+            kind = attributed["event_type"].to_numpy()
+            self.click, self.cart, self.buy = kind == "view", kind == "add_to_cart", kind == "purchase"
+            price = pd.to_numeric(attributed["price"], errors="coerce").fillna(0.0).to_numpy(float)
+            self.rev = np.where(self.buy, price, 0.0)
+            self.event_ts = _naive_utc(attributed["timestamp"])
+        else:
+            self.req = np.empty(0, np.int64)
+            self.click = self.cart = self.buy = np.empty(0, bool)
+            self.rev = np.empty(0)
+            self.event_ts = np.empty(0, "datetime64[us]")
+
+    def table(self, rec: Reconciliation, until: Any = None) -> pd.DataFrame:
+        lists = np.ones(self.n, bool) if until is None else self.list_ts < until
+        ev = np.ones(len(self.req), bool) if until is None else self.event_ts < until
+        n = self.n
+        clicks = np.bincount(self.req[ev & self.click], minlength=n)
+        carts = np.bincount(self.req[ev & self.cart], minlength=n)
+        buys = np.bincount(self.req[ev & self.buy], minlength=n)
+        revenue = np.bincount(self.req[ev], weights=self.rev[ev], minlength=n)
+        k = len(self.units)
+        u = self.unit_codes
+        per_unit = np.bincount(u[lists], minlength=k)
+        vmin = np.full(k, np.iinfo(np.int64).max)
+        vmax = np.full(k, -1)
+        np.minimum.at(vmin, u[lists], self.variant_codes[lists])
+        np.maximum.at(vmax, u[lists], self.variant_codes[lists])
+        seen = per_unit > 0
+        mixed = seen & (vmin != vmax)
+        rec.units_in_several_variants = int(mixed.sum())
+        if mixed.any():
+            log.warning("%d units were served by several variants (excluded)", int(mixed.sum()))
+            rec.exposures_of_dropped_units = int(per_unit[mixed].sum())
+        keep = seen & ~mixed
+
+        def per(values: np.ndarray) -> np.ndarray:
+            return np.bincount(u[lists], weights=values[lists], minlength=k)[keep]
+
+        units = pd.DataFrame({
+            "unit": np.asarray(self.units)[keep],
+            "variant": np.asarray(self.variants)[vmin[keep]],
+            "exposures": per_unit[keep].astype(np.int64),
+            "clicked": per((clicks > 0).astype(float)).astype(np.int64),
+            "carted": per((carts > 0).astype(float)).astype(np.int64),
+            "clicks": per(clicks.astype(float)).astype(np.int64),
+            "purchases": per(buys.astype(float)).astype(np.int64),
+            "revenue": per(revenue)})
+        rec.units = len(units)
+        return add_metrics(units)
+
+
 def unit_outcomes(valid: pd.DataFrame, attributed: pd.DataFrame, exp: Experiment,
                   rec: Reconciliation) -> pd.DataFrame:
-    """One row per unit: its variant, exposures and attributed outcomes, plus the metrics."""
-    unit_col = "user_id" if exp.unit == "user" else "session_id"
-    per_request = pd.DataFrame({"request_id": valid["request_id"].to_numpy(),
-                                "unit": valid[unit_col].to_numpy(),
-                                "variant": valid["variant"].to_numpy()})
-    if len(attributed):
-        a = attributed.assign(
-            click=attributed["event_type"].eq("view"),
-            cart=attributed["event_type"].eq("add_to_cart"),
-            buy=attributed["event_type"].eq("purchase"),
-            rev=np.where(attributed["event_type"].eq("purchase"),
-                         pd.to_numeric(attributed["price"], errors="coerce").fillna(0.0), 0.0))
-        agg = a.groupby("request_id").agg(clicks=("click", "sum"), carts=("cart", "sum"),
-                                          purchases=("buy", "sum"), revenue=("rev", "sum"))
-        per_request = per_request.merge(agg, left_on="request_id", right_index=True, how="left")
-    for c in ("clicks", "carts", "purchases", "revenue"):
-        if c not in per_request.columns:
-            per_request[c] = 0.0
-    per_request = per_request.fillna({"clicks": 0, "carts": 0, "purchases": 0, "revenue": 0.0})
-    per_request["clicked"] = per_request["clicks"] > 0
-    per_request["carted"] = per_request["carts"] > 0
-    variants_per_unit = per_request.groupby("unit")["variant"].nunique()
-    mixed = variants_per_unit[variants_per_unit > 1].index
-    rec.units_in_several_variants = len(mixed)
-    if len(mixed):
-        log.warning("%s: %d units were served by several variants (excluded)", exp.name, len(mixed))
-        drop = per_request["unit"].isin(mixed)
-        rec.exposures_of_dropped_units = int(drop.sum())
-        per_request = per_request.loc[~drop]
-    units = per_request.groupby("unit", sort=True).agg(
-        variant=("variant", "first"), exposures=("request_id", "size"), clicked=("clicked", "sum"),
-        carted=("carted", "sum"), clicks=("clicks", "sum"), purchases=("purchases", "sum"),
-        revenue=("revenue", "sum")).reset_index()
-    rec.units = len(units)
-    return add_metrics(units)
+    """One row per unit: its variant, exposures and attributed outcomes, plus the metrics. A unit
+    served by several variants (broken stickiness) is excluded and counted."""
+    return _Coded(valid, attributed, exp).table(rec)
 
 
 def add_metrics(units: pd.DataFrame) -> pd.DataFrame:
@@ -258,15 +296,15 @@ def add_metrics(units: pd.DataFrame) -> pd.DataFrame:
 
 def daily_units(valid: pd.DataFrame, attributed: pd.DataFrame, exp: Experiment,
                 days: list[str]) -> dict[str, pd.DataFrame]:
-    """Cumulative unit tables at the end of each day (for the sequential path and the chart)."""
+    """Cumulative unit tables at the end of each day, using only what was known then (lists
+    served and events that happened before midnight): the sequential path and the chart."""
+    coded = _Coded(valid, attributed, exp)
     out = {}
     for day in days:
-        end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
-        v = valid[valid["ts"] < end]
-        a = attributed[pd.to_datetime(attributed["timestamp"], utc=True) < end] \
-            if len(attributed) else attributed
-        if len(v):
-            out[day] = unit_outcomes(v, a, exp, Reconciliation())
+        end = np.datetime64(pd.Timestamp(day) + pd.Timedelta(days=1), "us")
+        units = coded.table(Reconciliation(), until=end)
+        if len(units):
+            out[day] = units
     return out
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,23 +43,39 @@ class NoActiveExperiment(NothingToAnalyse):
     """No experiment is active on the date (the DAG skips: there is nothing to measure)."""
 
 
-def _products_only(table: pa.Table) -> pa.Table:
-    """``items`` (list of structs) → ``item_products`` (list of int64): converting structs to
-    Python dicts is what makes a million exposures slow, and only the product ids are needed."""
+def _item_columns(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """``items`` (list of structs) → ``_item_start``/``_item_len`` per row and one flat array of
+    product ids: converting a million lists of structs to Python objects is what would make the
+    stage slow, and only the product ids are needed."""
     if "items" not in table.column_names:
-        return table
+        return table, np.empty(0, np.int64)
     items = table["items"].combine_chunks()
-    flat = pc.struct_field(pc.list_flatten(items), "product_id")
-    products = pa.ListArray.from_arrays(items.offsets, flat, mask=items.is_null())
-    return table.drop_columns(["items"]).append_column("item_products", products)
+    flat = pc.struct_field(pc.list_flatten(items), "product_id").to_numpy(zero_copy_only=False)
+    offsets = items.offsets.to_numpy()
+    lens = np.diff(offsets)
+    if items.null_count:
+        lens = np.where(items.is_null().to_numpy(zero_copy_only=False), 0, lens)
+    table = table.drop_columns(["items"]).append_column("_item_start", pa.array(offsets[:-1]))
+    return table.append_column("_item_len", pa.array(lens)), flat.astype(np.int64)
 
 
 def _landed(lake: Lake, subdir: str, columns: list[str]) -> pd.DataFrame:
     root = lake.path("speed", subdir)
     files = sorted(root.glob("date=*/*.parquet")) if root.is_dir() else []
+    flat = None
     if subdir == EXPOSURES_DIR:
-        columns = [c for c in columns if c != "items"] + ["item_products"]
-        frames = [_products_only(lake.read_arrow_file(p)).to_pandas() for p in files]
+        columns = [c for c in columns if c != "items"] + ["_item_start", "_item_len"]
+        tables, flats, base = [], [], 0
+        for p in files:
+            t, f = _item_columns(lake.read_arrow_file(p))
+            if "_item_start" in t.column_names:
+                t = t.set_column(t.column_names.index("_item_start"), "_item_start",
+                                 pc.add(t["_item_start"], base))
+            tables.append(t)
+            flats.append(f)
+            base += len(f)
+        frames = [t.to_pandas() for t in tables]
+        flat = np.concatenate(flats) if flats else np.empty(0, np.int64)
     else:
         frames = [lake.read_parquet(p) for p in files]
     if not frames:
@@ -67,6 +84,8 @@ def _landed(lake: Lake, subdir: str, columns: list[str]) -> pd.DataFrame:
     for c in columns:
         if c not in frame.columns:  # files landed before a column joined the contract
             frame[c] = None
+    if flat is not None:
+        frame.attrs["item_products"] = flat
     return frame
 
 
@@ -124,6 +143,7 @@ def folder(lake: Lake, exp: Experiment, ds: str) -> Path:
 
 
 def _write_quarantine(lake: Lake, exp: Experiment, ds: str, rows: pd.DataFrame, run_id: str) -> int:
+    rows = rows.drop(columns=[c for c in ("_item_start", "_item_len") if c in rows.columns])
     table = pd.DataFrame({
         "request_id": rows["request_id"].astype("string"),
         "ts": rows["ts"].astype("string"),
@@ -147,11 +167,13 @@ def analyse_one(lake: Lake, exp: Experiment, ds: str, exposures: pd.DataFrame,
                 covariate: pd.Series | None = None,
                 cuped_feature: str = "user_features:n_views") -> dict[str, Any]:
     end = pd.Timestamp(ds, tz="UTC") + pd.Timedelta(days=1)
+    flat = exposures.attrs.get("item_products")
     exposures = exposures[pd.to_datetime(exposures["ts"], utc=True) < end]
+    exposures.attrs = {}  # the flat item array travels as an argument, not through pandas
     valid, quarantined, rec = outcomes.validate_exposures(exposures, exp)
     if len(quarantined) or lake.table_exists("quarantine", QUARANTINE_TABLE):
         _write_quarantine(lake, exp, ds, quarantined, run_id)
-    attributed = outcomes.attribute(valid, events, exp, rec, until=end)
+    attributed = outcomes.attribute(valid, events, exp, rec, until=end, item_products=flat)
     units = outcomes.unit_outcomes(valid, attributed, exp, rec)
     rec.check()
     cov_source = "given"

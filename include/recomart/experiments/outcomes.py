@@ -146,11 +146,12 @@ def validate_exposures(exposures: pd.DataFrame, exp: Experiment
     return valid, quarantined, rec
 
 
-def _explode(valid: pd.DataFrame, unit_col: str, item_products: np.ndarray | None = None
+def _explode(valid: pd.DataFrame, unit_codes: np.ndarray, item_products: np.ndarray | None = None
              ) -> pd.DataFrame:
-    """One row per (served list, product). Exposures read from the lake carry ``_item_start`` /
-    ``_item_len`` into one flat ``item_products`` array; hand-made ones may carry ``items`` (the
-    wire form's list of objects)."""
+    """One row per (served list, product) as integers: ``req`` (the list's row in ``valid``),
+    ``unit`` (unit code), ``ts`` (µs) and ``product_id``. Exposures read from the lake carry
+    ``_item_start`` / ``_item_len`` into one flat ``item_products`` array; hand-made ones may carry
+    ``items`` (the wire form's list of objects)."""
     if item_products is not None and "_item_start" in valid.columns:
         lens = valid["_item_len"].to_numpy(np.int64)
         starts = valid["_item_start"].to_numpy(np.int64)
@@ -161,51 +162,71 @@ def _explode(valid: pd.DataFrame, unit_col: str, item_products: np.ndarray | Non
         products = np.fromiter((it["product_id"] for items in valid["items"] for it in items),
                                np.int64, int(lens.sum()))
     rows = np.repeat(np.arange(len(valid)), lens)
-    return pd.DataFrame({
-        "request_id": valid["request_id"].to_numpy()[rows],
-        "unit": valid[unit_col].to_numpy()[rows],
-        "ts": valid["ts"].to_numpy()[rows],
-        "product_id": products,
-    })
+    return pd.DataFrame({"req": rows, "unit": unit_codes[rows],
+                         "ts": _micros(valid["ts"])[rows], "product_id": products})
+
+
+def _micros(values: pd.Series) -> np.ndarray:
+    return _naive_utc(values).astype(np.int64)
+
+
+ATTRIBUTED_COLUMNS = ["request_id", "req", "unit", "event_id", "event_type", "price", "timestamp",
+                      "how"]
 
 
 def attribute(valid: pd.DataFrame, events: pd.DataFrame, exp: Experiment, rec: Reconciliation,
               until: pd.Timestamp | None = None, item_products: np.ndarray | None = None
               ) -> pd.DataFrame:
-    """Attributed events: ``[request_id, unit, event_id, event_type, price, timestamp, how]``."""
-    window = pd.Timedelta(hours=exp.attribution_window_hours)
+    """Attributed events: ``[request_id, req, unit, event_id, event_type, price, timestamp,
+    how]`` (``req``: the list's row in ``valid``; ``how``: ``request_id`` or ``window``).
+
+    Joins run on integer codes (list row, unit code, product id, µs timestamps): string keys
+    would dominate the cost at a million lists."""
+    window_us = int(exp.attribution_window_hours * 3600 * 1e6)
     unit_col = "user_id" if exp.unit == "user" else "session_id"
     if valid.empty or events.empty:
-        return pd.DataFrame(columns=["request_id", "unit", "event_id", "event_type", "price",
-                                     "timestamp", "how"])
-    shown = _explode(valid, unit_col, item_products)
+        return pd.DataFrame(columns=ATTRIBUTED_COLUMNS)
+    unit_codes, unit_index = pd.factorize(valid[unit_col])
+    shown = _explode(valid, unit_codes, item_products)
     ev = events.drop_duplicates("event_id")
     ev = ev[ev["timestamp"] >= pd.Timestamp(exp.started())]
     if until is not None:
         ev = ev[ev["timestamp"] <= until]
     rec.events_considered = len(ev)
-    ev = ev.assign(timestamp=pd.to_datetime(ev["timestamp"], utc=True).astype("datetime64[us, UTC]"))
-    shown["ts"] = pd.to_datetime(shown["ts"], utc=True).astype("datetime64[us, UTC]")
-    has_rid = ev["request_id"].notna() if "request_id" in ev.columns else pd.Series(False, ev.index)
+    ev_us = _micros(ev["timestamp"])
+    ev_req = (pd.Index(valid["request_id"]).get_indexer(ev["request_id"])
+              if "request_id" in ev.columns else np.full(len(ev), -1))
+    has_rid = (ev["request_id"].notna().to_numpy() if "request_id" in ev.columns
+               else np.zeros(len(ev), bool))
+    base = pd.DataFrame({"ev": np.arange(len(ev)), "product_id": ev["product_id"].to_numpy(np.int64),
+                         "t": ev_us})
 
-    by_rid = ev.loc[has_rid, ["event_id", "product_id", "event_type", "price", "timestamp",
-                              "request_id"]].merge(shown, on=["request_id", "product_id"])
-    by_rid = by_rid[(by_rid["timestamp"] >= by_rid["ts"]) & (by_rid["timestamp"] <= by_rid["ts"] + window)]
-    by_rid = by_rid.drop_duplicates("event_id").assign(how="request_id")
+    left = base[has_rid & (ev_req >= 0)].assign(req=ev_req[has_rid & (ev_req >= 0)])
+    by_rid = left.merge(shown[["req", "product_id", "ts"]], on=["req", "product_id"])
+    by_rid = by_rid[(by_rid["t"] >= by_rid["ts"]) & (by_rid["t"] <= by_rid["ts"] + window_us)]
+    by_rid = by_rid.drop_duplicates("ev")
 
-    rest = ev.loc[~has_rid].dropna(subset=[unit_col])
-    rest = rest.assign(unit=rest[unit_col].astype(shown["unit"].dtype) if len(rest) else rest[unit_col])
-    rest = rest[["event_id", "unit", "product_id", "event_type", "price", "timestamp"]]
+    ev_unit = pd.Index(unit_index).get_indexer(ev[unit_col].astype(valid[unit_col].dtype)) \
+        if len(ev) else np.empty(0, np.int64)
+    rest = base[~has_rid & (ev_unit >= 0)].assign(unit=ev_unit[~has_rid & (ev_unit >= 0)])
     if len(rest):
-        left = rest.sort_values("timestamp", kind="stable")
-        right = shown.sort_values("ts", kind="stable")
-        by_win = pd.merge_asof(left, right, left_on="timestamp", right_on="ts",
-                               by=["unit", "product_id"], direction="backward", tolerance=window)
-        by_win = by_win.dropna(subset=["request_id"]).assign(how="window")
+        by_win = pd.merge_asof(rest.sort_values("t", kind="stable"),
+                               shown.sort_values("ts", kind="stable"), left_on="t", right_on="ts",
+                               by=["unit", "product_id"], direction="backward",
+                               tolerance=window_us)
+        by_win = by_win.dropna(subset=["req"])
     else:
-        by_win = pd.DataFrame(columns=[*by_rid.columns])
-    cols = ["request_id", "unit", "event_id", "event_type", "price", "timestamp", "how"]
-    out = pd.concat([by_rid[cols], by_win[cols]], ignore_index=True)
+        by_win = pd.DataFrame(columns=["ev", "req"])
+    idx = np.r_[by_rid["ev"].to_numpy(np.int64), by_win["ev"].to_numpy(np.int64)]
+    req = np.r_[by_rid["req"].to_numpy(np.int64), by_win["req"].to_numpy(np.int64)]
+    picked = ev.iloc[idx]
+    out = pd.DataFrame({
+        "request_id": valid["request_id"].to_numpy()[req] if len(req) else [],
+        "req": req, "unit": unit_codes[req] if len(req) else [],
+        "event_id": picked["event_id"].to_numpy(), "event_type": picked["event_type"].to_numpy(),
+        "price": picked["price"].to_numpy(),
+        "timestamp": picked["timestamp"].reset_index(drop=True),  # tz-aware, no per-row objects
+        "how": np.r_[np.full(len(by_rid), "request_id"), np.full(len(by_win), "window")]})
     rec.attributed_by_request_id = len(by_rid)
     rec.attributed_by_window = len(by_win)
     rec.events_attributed = len(out)
@@ -227,7 +248,8 @@ class _Coded:
         self.variant_codes, self.variants = pd.factorize(valid["variant"])
         self.list_ts = _naive_utc(valid["ts"])
         if len(attributed):
-            self.req = pd.Index(valid["request_id"]).get_indexer(attributed["request_id"])
+            self.req = (attributed["req"].to_numpy(np.int64) if "req" in attributed.columns
+                        else pd.Index(valid["request_id"]).get_indexer(attributed["request_id"]))
             kind = attributed["event_type"].to_numpy()
             self.click, self.cart, self.buy = kind == "view", kind == "add_to_cart", kind == "purchase"
             price = pd.to_numeric(attributed["price"], errors="coerce").fillna(0.0).to_numpy(float)

@@ -128,12 +128,14 @@ def covariates(lake: Lake, exp: Experiment, units: pd.Series,
 
     try:
         store = FeatureStore(lake)
-        when = pd.Timestamp(exp.started()) - pd.Timedelta(microseconds=1)
+        when = pd.Timestamp(exp.started())  # snapshots stamped at or before the start only
         frame = pd.DataFrame({"user_id": units.astype("int64").to_numpy(), "event_timestamp": when})
         got = store.get_historical_features(frame, [feature])
     except Exception as exc:
         return None, f"no {feature} before the start ({type(exc).__name__}: {exc})"
     col = feature.split(":")[1]
+    if got[col].isna().all():
+        return None, f"no {feature} snapshot at or before the start {exp.started_at}"
     values = pd.to_numeric(got[col], errors="coerce").fillna(0.0)  # no snapshot row: no activity
     return pd.Series(values.to_numpy(), index=units.index), feature
 

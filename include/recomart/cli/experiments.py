@@ -39,6 +39,9 @@ def create(
     alpha: float = typer.Option(0.05, help="Significance level (two-sided)"),
     power: float = typer.Option(0.8, help="Power"),
     window_hours: float = typer.Option(24.0, "--window-hours", help="Attribution window"),
+    sequential_n: int = typer.Option(5000, "--sequential-n",
+                                     help="Total units at which the always-valid interval is "
+                                          "tightest (about the planned sample size)"),
     start: str | None = typer.Option(None, help="Start time ISO-8601 UTC (default: now)"),
     description: str = typer.Option("", help="What the experiment tests"),
 ) -> None:
@@ -58,7 +61,7 @@ def create(
             "variants": [{"name": "control", "model": control, "weight": w[0]},
                          {"name": "treatment", "model": treatment, "weight": w[1]}],
             "mde": mde, "alpha": alpha, "power": power, "attribution_window_hours": window_hours,
-            "description": description}
+            "sequential_tuning_n": sequential_n, "description": description}
     if start:
         spec["started_at"] = datetime.fromisoformat(start).astimezone(UTC).isoformat()
     try:

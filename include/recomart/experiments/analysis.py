@@ -76,7 +76,7 @@ def _compare(exp: Experiment, units: pd.DataFrame, metric: str, treatment: str,
         return None
     try:
         welch = st.welch_test(ca, ta, exp.alpha)
-        seq = st.sequential_test(ca, ta, exp.alpha, tuning_n=_tuning_n(exp, c[metric]))
+        seq = st.sequential_test(ca, ta, exp.alpha, tuning_n=exp.sequential_tuning_n)
     except st.StatisticsError as exc:
         return {"metric": metric, "treatment": treatment, "error": str(exc)}
     out: dict[str, Any] = {"metric": metric, "treatment": treatment, "welch": welch.as_dict(),
@@ -92,12 +92,6 @@ def _compare(exp: Experiment, units: pd.DataFrame, metric: str, treatment: str,
             except st.StatisticsError as exc:
                 out["cuped_error"] = str(exc)
     return out
-
-
-def _tuning_n(exp: Experiment, control: pd.Series) -> int:
-    """The sequence is tuned to be tightest at the planned total sample size."""
-    n = required_sample_size(exp, control)
-    return int(n * len(exp.variants)) if n else st.DEFAULT_SEQUENTIAL_N
 
 
 def analyse(exp: Experiment, units: pd.DataFrame, *, daily: Mapping[str, pd.DataFrame] | None = None,

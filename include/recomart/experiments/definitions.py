@@ -74,6 +74,9 @@ class Experiment(BaseModel):
     alpha: float = Field(default=0.05, gt=0, lt=1)
     power: float = Field(default=0.8, gt=0, lt=1)
     attribution_window_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    sequential_tuning_n: int = Field(
+        default=5000, ge=10, description="total units at which the always-valid interval is "
+                                         "tightest (fixed in advance: it must not follow the data)")
     description: str = ""
     revision: int = 1
     salt: str = ""

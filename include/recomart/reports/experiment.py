@@ -174,7 +174,7 @@ def build_pdf(readout: Mapping[str, Any]) -> bytes:
     pdf.note(f"For an MDE of {r['mde']:.1%} relative on {r['primary_metric']} at the control's "
              f"observed mean and spread, α = {r['alpha']}, power {r['power']}.")
 
-    pdf.section("Exposure reconciliation")
+    pdf.section("Exposure reconciliation", min_space=95)
     rec = r.get("reconciliation") or {}
     if rec:
         pdf.data_table(["count", "value"], [[k.replace("_", " "), fmt_int(rec[k])] for k in (

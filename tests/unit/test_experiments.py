@@ -196,3 +196,23 @@ def test_nothing_to_analyse_says_so(lake):
     definitions.create(lake, spec())
     with pytest.raises(run.NothingToAnalyse, match="no exposures landed"):
         run.analyse_experiments(lake, "2024-06-02")
+
+
+def test_session_experiment_and_exposures_after_stop(lake):
+    exp = definitions.create(lake, spec(name="by-session", unit="session"))
+    exp = definitions.stop(lake, "by-session", now=datetime(2024, 6, 2, tzinfo=UTC))
+    ex = pd.DataFrame([
+        {**_exposure("s1", None, "control", "2024-06-01 10:00", [5], 0, experiment="by-session"),
+         "session_id": "sess-a"},
+        {**_exposure("s2", 9, "treatment", "2024-06-01 11:00", [6], 1, experiment="by-session"),
+         "session_id": None},                                                  # no session
+        {**_exposure("s3", None, "control", "2024-06-03 10:00", [5], 2, experiment="by-session"),
+         "session_id": "sess-b"},                                              # after the stop
+    ])
+    valid, bad, rec = outcomes.validate_exposures(ex, exp)
+    assert list(valid["request_id"]) == ["s1"]
+    assert dict(zip(bad["request_id"], bad["reason"], strict=True)) == {
+        "s2": "missing_unit", "s3": "after_experiment_stop"}
+    ev = pd.DataFrame([{**_event("x1", 0, 5, "view", "2024-06-01 10:10"), "session_id": "sess-a"}])
+    got = outcomes.attribute(valid, ev, exp, rec)
+    assert list(got["request_id"]) == ["s1"] and rec.attributed_by_window == 1

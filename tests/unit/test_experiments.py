@@ -216,3 +216,19 @@ def test_session_experiment_and_exposures_after_stop(lake):
     ev = pd.DataFrame([{**_event("x1", 0, 5, "view", "2024-06-01 10:10"), "session_id": "sess-a"}])
     got = outcomes.attribute(valid, ev, exp, rec)
     assert list(got["request_id"]) == ["s1"] and rec.attributed_by_window == 1
+
+
+def test_logged_rewards_feed_the_off_policy_estimate(lake):
+    from recomart.experiments import off_policy
+
+    exp = definitions.create(lake, spec())
+    ex, ev = _fixture()
+    valid, _, rec = outcomes.validate_exposures(ex, exp)
+    logged = off_policy.logged_rewards(valid, outcomes.attribute(valid, ev, exp, rec))
+    assert logged["reward"].tolist() == [1.0, 1.0, 0.0, 1.0]  # r1, r2, r7, r8
+    est = off_policy.estimate(logged, "control")
+    # control lists r1, r8 clicked; propensity 0.5 each over 4 logged lists
+    assert est.matched == 2 and est.ips == pytest.approx((1 / 0.5 + 1 / 0.5) / 4)
+    assert est.snips == pytest.approx(1.0)
+    with pytest.raises(Exception, match="explore first"):
+        off_policy.estimate(logged, "nobody")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,23 +83,15 @@ def start_experiment(lake: Lake) -> Any:
                       "weight": 1}]})
 
 
-def experiment_demo(ds: str, env: dict[str, str], logs: Path, step: Callable[[str], None], *,
-                    shop_users: int, shop_products: int, shop_days: int, seed: int,
-                    end_date: Any, visits: int = 1500) -> dict[str, Any]:
-    from recomart.airflow_env import run_dag
-    from recomart.experiments import run, simulator
+@contextmanager
+def serving_stack(env: dict[str, str], logs: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """Broker (embedded unless RECOMART_KAFKA_BOOTSTRAP), online store, Faust worker and
+    ``recomart serve`` on free ports; yields the API's base URL and the two processes."""
     from recomart.serving.online_store import EmbeddedRedis
     from recomart.streaming.broker import EmbeddedBroker, free_port
 
-    lake = Lake()
-    challenger = make_challenger(ds, env, step)
-    exp = start_experiment(lake)
-    step(f"experiment {exp.name} r{exp.revision}: @champion vs @challenger (v{challenger}), 50/50 "
-         "by user")
     settings = get_settings()
     exe = Path(sys.executable).parent / "recomart"
-    shop = simulator.Shop.from_generator(shop_users, shop_products, shop_days, seed=seed,
-                                         end_date=end_date)
     with ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap or stack.enter_context(EmbeddedBroker()).bootstrap
         redis_url = settings.online_store_url or stack.enter_context(
@@ -116,31 +108,60 @@ def experiment_demo(ds: str, env: dict[str, str], logs: Path, step: Callable[[st
                                     stdin=subprocess.DEVNULL, start_new_session=True)
             stack.callback(stop_group, proc)
             procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        import httpx
+        yield f"http://127.0.0.1:{port}", procs
 
-        def ready() -> bool:
+
+def drive_and_land(lake: Lake, base: str, shop: Any, experiment: str, procs: list[subprocess.Popen],
+                   logs: Path, step: Callable[[str], None], *, visits: int, users: list[int],
+                   seed: int) -> dict[str, Any]:
+    """Wait until the API serves ``experiment``, run the shoppers, wait until their exposures and
+    events have landed in the lake. Returns the driver's counts."""
+    import httpx
+
+    from recomart.experiments import run, simulator
+
+    def ready() -> bool:
+        try:
             body = httpx.get(f"{base}/readyz", timeout=5).json()
-            return bool(body.get("ready")) and any(
-                e["name"] == NAME for e in (body.get("experiments") or {}).get("active", []))
+        except httpx.HTTPError:  # not listening yet
+            return False
+        return bool(body.get("ready")) and any(
+            e["name"] == experiment for e in (body.get("experiments") or {}).get("active", []))
 
-        _wait(ready, 90, "the API to serve the experiment", procs[1],
-              logs / "serving_api_experiment.log")
-        before = len(run.read_exposures(lake))
-        step(f"{visits} simulated shopper visits against {base} (events via POST /v1/events)")
-        drive = simulator.drive_http(base, shop, users=list(range(1, shop_users + 1)),
-                                     visits=visits, seed=seed)
-        if drive.failures:
-            raise ExperimentDemoError(f"{drive.failures} simulated requests failed")
-        step(f"waiting for the worker to land {drive.requests} exposures and "
-             f"{drive.events_sent} events")
-        _wait(lambda: len(run.read_exposures(lake)) - before >= drive.requests, 120,
-              "the exposures to land", procs[0], logs / "faust_worker_experiment.log")
-        _wait(lambda: _landed_events_with_request_id(lake) >= drive.events_sent, 120,
-              "the shoppers' events to land", procs[0], logs / "faust_worker_experiment.log")
+    _wait(ready, 90, "the API to serve the experiment", procs[1], logs / "serving_api_experiment.log")
+    before_ex = len(run.read_exposures(lake))
+    before_ev = _landed_events_with_request_id(lake)
+    step(f"{visits} simulated shopper visits against {base} (events via POST /v1/events)")
+    drive = simulator.drive_http(base, shop, users=users, visits=visits, seed=seed)
+    if drive.failures:
+        raise ExperimentDemoError(f"{drive.failures} simulated requests failed")
+    step(f"waiting for the worker to land {drive.requests} exposures and {drive.events_sent} events")
+    _wait(lambda: len(run.read_exposures(lake)) - before_ex >= drive.requests, 120,
+          "the exposures to land", procs[0], logs / "faust_worker_experiment.log")
+    _wait(lambda: _landed_events_with_request_id(lake) - before_ev >= drive.events_sent, 120,
+          "the shoppers' events to land", procs[0], logs / "faust_worker_experiment.log")
+    return dict(drive.__dict__)
+
+
+def experiment_demo(ds: str, env: dict[str, str], logs: Path, step: Callable[[str], None], *,
+                    shop_users: int, shop_products: int, shop_days: int, seed: int,
+                    end_date: Any, visits: int = 1500) -> dict[str, Any]:
+    from recomart.airflow_env import run_dag
+    from recomart.experiments import run, simulator
+
+    lake = Lake()
+    challenger = make_challenger(ds, env, step)
+    exp = start_experiment(lake)
+    step(f"experiment {exp.name} r{exp.revision}: @champion vs @challenger (v{challenger}), 50/50 "
+         "by user")
+    shop = simulator.Shop.from_generator(shop_users, shop_products, shop_days, seed=seed,
+                                         end_date=end_date)
+    with serving_stack(env, logs) as (base, procs):
+        drive = drive_and_land(lake, base, shop, NAME, procs, logs, step, visits=visits,
+                               users=list(range(1, shop_users + 1)), seed=seed)
     step(f"running DAG recomart_experiments for {ds} through Airflow")
     run_dag("recomart_experiments", ds, env=env, conf={"experiments": [NAME]})
-    return {"drive": drive.__dict__, "readout": run.latest_readout(lake, NAME)}
+    return {"drive": drive, "readout": run.latest_readout(lake, NAME)}
 
 
 def _landed_events_with_request_id(lake: Lake) -> int:

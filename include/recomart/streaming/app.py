@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from recomart.config import get_settings
 from recomart.lake import Lake
-from recomart.streaming import activity, decisions
+from recomart.streaming import activity, decisions, metrics
 from recomart.streaming.events import decode_batch
 from recomart.streaming.sink import batch_table, write_batch
 
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 BOOTSTRAP = settings.kafka_bootstrap or "127.0.0.1:9092"
 ACTIVITY_TOPIC = f"{settings.clickstream_topic}-activity"
-DATADIR = settings.lake_root / "state" / "faust"
+DATADIR = settings.stream_datadir or settings.lake_root / "state" / "faust"
 
 
 class SpeedApp(faust.App):
@@ -152,6 +152,7 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str
     TIMES["validate_s"] += t1 - t0
     TIMES["write_s"] += t2 - t1
     TIMES["dlq_wait_s"] += time.perf_counter() - t2
+    metrics.observe_landing(time.perf_counter() - t0)
     for summary in summaries:
         activity_topic.send_soon(value=summary, timestamp=float(summary["window_start"]),
                                  partition=summary["partition"] % settings.stream_partitions)
@@ -222,6 +223,7 @@ class Lander(mode.Service):
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit after a rebalance failed (%s): the batch will be "
                         "replayed and deduped by event_id", exc)
+        metrics.observe_commit(consumer, parts, counts)
         STATS["batches"] += 1
         for k, v in counts.items():
             STATS[k] += v
@@ -288,6 +290,12 @@ async def trending_page(web: faust.web.Web, request: faust.web.Request) -> faust
 async def stats_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
     return web.json({"landing": STATS, "seconds": {k: round(v, 3) for k, v in TIMES.items()},
                      "decisions": decider.stats})
+
+
+@app.page("/metrics")
+async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+    body, content_type = metrics.render()
+    return web.bytes(body, content_type=content_type)
 
 
 decider = decisions.Decider(top_n=settings.top_n, interval_s=settings.stream_decision_interval_s,

@@ -25,13 +25,16 @@ def _stack(root: Path | None):
 
 
 def _print_status(rows: list[dict]) -> bool:
+    import shutil
+
+    from rich.console import Console
     from rich.table import Table
 
     table = Table("service", "url", "state", "detail")
     colour = {"healthy": "green", "unhealthy": "red", "stopped": "red", "skipped": "yellow"}
     for r in rows:
         table.add_row(r["service"], r["url"], f"[{colour[r['state']]}]{r['state']}", r["detail"])
-    console.print(table)
+    Console(width=max(150, shutil.get_terminal_size().columns)).print(table)
     return all(r["state"] in ("healthy", "skipped") for r in rows)
 
 

@@ -60,5 +60,5 @@ def observe_commit(consumer: Any, parts: Mapping[Any, Sequence[Any]], counts: Ma
 
 
 def render() -> tuple[bytes, str]:
-    """The exposition text and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    """The exposition text and its content type (without the charset, which aiohttp sets)."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"

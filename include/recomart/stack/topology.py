@@ -24,7 +24,8 @@ from recomart.config import Settings, project_root
 # Env var names per group. Values differ between the stack (loopback ports) and compose (service
 # names), the names never do: the structural test compares them.
 RECOMART_ENV = ("RECOMART_LAKE_ROOT", "RECOMART_SOURCE_DIR", "RECOMART_KAFKA_BOOTSTRAP",
-                "RECOMART_CATALOG_API_URL", "RECOMART_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI")
+                "RECOMART_CATALOG_API_URL", "RECOMART_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI",
+                "MPLBACKEND", "GIT_PYTHON_REFRESH")
 AIRFLOW_ENV = ("AIRFLOW_HOME", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__DAGS_FOLDER",
                "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES",
                "AIRFLOW__CORE__PARALLELISM", "AIRFLOW__CORE__FERNET_KEY",
@@ -38,6 +39,9 @@ AIRFLOW_ENV = ("AIRFLOW_HOME", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__DAGS_F
                "AIRFLOW__METRICS__STATSD_PORT", "AIRFLOW__METRICS__STATSD_PREFIX",
                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
                "AIRFLOW__OPENLINEAGE__TRANSPORT", "AIRFLOW__OPENLINEAGE__NAMESPACE",
+               "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD", "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
+               "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT",
+               "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT",
                "AIRFLOW_CONN_RECOMART_CATALOG_API")
 GROUPS: dict[str, tuple[str, ...]] = {"recomart": RECOMART_ENV, "airflow": RECOMART_ENV + AIRFLOW_ENV}
 
@@ -239,7 +243,6 @@ def stack_env(layout: Layout, ports: Ports, s: Settings, secrets: Mapping[str, s
             {"type": "file", "log_file_path": str(lineage_file), "append": True}),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "recomart",
         "AIRFLOW_CONN_RECOMART_CATALOG_API": f"http://127.0.0.1:{ports.catalog}",
-        # not in compose: one-machine conveniences
         "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(ports.scheduler_health),

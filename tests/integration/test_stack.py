@@ -66,6 +66,9 @@ def stack():
         # a SIGKILLed Celery worker's task is declared dead (and retried) after 15 s
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
         "AIRFLOW__CORE__PARALLELISM": "4",
+        # start paused: the test unpauses after its REST trigger, so the daily schedule adds no
+        # second batch run (the scheduler skips a logical date that already has a run)
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
     })
     reset_settings()
     s = Settings()
@@ -175,12 +178,16 @@ def test_batch_on_celery_survives_a_worker_kill_and_triggers_training(stack):
     from recomart.streaming.merge import MASTER_TABLE, MASTER_ZONE
 
     api = _api(stack)
-    api.wait_for_dag("recomart_batch")
+    batch = api.wait_for_dag("recomart_batch")
     api.wait_for_dag("recomart_training")
     workers = {p.pid: p.name for p in stack.procs() if p.name.startswith("airflow-worker-")}
     assert len(workers) == 2
-    run = api.trigger("recomart_batch", f"{DS}T00:00:00Z")
+    # the run the daily schedule would create next, triggered through the REST API instead
+    logical_date = batch.get("next_dagrun_logical_date") or f"{DS}T00:00:00Z"
+    run = api.trigger("recomart_batch", logical_date)
     run_id = run["dag_run_id"]
+    api.set_paused("recomart_training", False)
+    api.set_paused("recomart_batch", False)
 
     def running(task_id: str, try_number: int) -> dict | None:
         for ti in api.task_instances("recomart_batch", run_id):
@@ -209,6 +216,7 @@ def test_batch_on_celery_survives_a_worker_kill_and_triggers_training(stack):
     states = {t["task_id"]: t["state"] for t in api.task_instances("recomart_batch", run_id)}
     assert final["state"] == "success", states
     assert set(states.values()) == {"success"} and "build_features" in states
+    assert [r["dag_run_id"] for r in api.dag_runs("recomart_batch")] == [run_id]
     tries = api.tries("recomart_batch", run_id, "validate")
     assert [t["try_number"] for t in tries] == [1, 2] and tries[-1]["state"] == "success"
 
@@ -221,10 +229,10 @@ def test_batch_on_celery_survives_a_worker_kill_and_triggers_training(stack):
 
     # the Asset event scheduled the training DAG; it registers the model on the MLflow server
     deadline = time.monotonic() + 600
-    while not (runs := [r for r in api.dag_runs("recomart_training")
-                        if r["run_type"] == "asset_triggered"]):
+    while not (runs := api.dag_runs("recomart_training")):
         assert time.monotonic() < deadline, "recomart_training was not Asset-triggered"
         time.sleep(2)
+    assert [r["run_type"] for r in runs] == ["asset_triggered"]
     trained = api.wait_run("recomart_training", runs[0]["dag_run_id"], timeout=600)
     assert trained["state"] == "success"
     assert get_settings().resolved_mlflow_uri.startswith("http://127.0.0.1:")

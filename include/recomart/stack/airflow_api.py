@@ -59,6 +59,9 @@ class AirflowApi:
                     raise
                 time.sleep(1.0)
 
+    def set_paused(self, dag_id: str, paused: bool) -> dict[str, Any]:
+        return self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+
     def trigger(self, dag_id: str, logical_date: str, conf: dict | None = None) -> dict[str, Any]:
         body = {"logical_date": logical_date, "conf": conf or {}}
         return self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)

@@ -223,7 +223,9 @@ def stack_env(layout: Layout, ports: Ports, s: Settings, secrets: Mapping[str, s
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "8"),
         "AIRFLOW__CORE__FERNET_KEY": secrets["fernet_key"],
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # unpaused, so the Asset-scheduled training DAG runs (a test may start them paused)
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION":
+            os.environ.get("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{pg}/airflow",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports.api}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports.api}",

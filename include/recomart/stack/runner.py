@@ -313,6 +313,10 @@ class Stack:
                 for sv in group:
                     state["procs"].append(asdict(self._spawn(sv, env)))
                     self._write_state(state)
+                if phase == 1:  # Airflow's schema while MLflow and the Faust workers boot
+                    step("migrating the Airflow metadata DB on PostgreSQL (airflow db migrate)")
+                    _run([bin_path("airflow"), "db", "migrate"], env,
+                         self.layout.logs / "airflow-db-migrate.log", "airflow db migrate")
                 for sv in group:
                     self._wait_healthy(sv, env, state, step)
                 if phase == 0:
@@ -340,9 +344,6 @@ class Stack:
 
         _create_databases(ports.postgres)
         create_topics(env["RECOMART_KAFKA_BOOTSTRAP"], default_topics(self.settings.stream_partitions))
-        step("migrating the Airflow metadata DB on PostgreSQL (airflow db migrate)")
-        _run([bin_path("airflow"), "db", "migrate"], env, self.layout.logs / "airflow-db-migrate.log",
-             "airflow db migrate")
 
     def _spawn(self, sv: Service, env: dict[str, str]) -> Proc:
         from recomart.streaming.broker import tansu_binary
@@ -408,9 +409,10 @@ class Stack:
         for p in reversed(self.procs(state)):
             if alive(p) or group_members(p.pid):
                 # Celery workers finish running tasks on SIGTERM (warm shutdown): be patient but bounded
+                t0 = time.monotonic()
                 stop_proc(p, signal.SIGTERM, timeout)
                 stopped.append(p.name)
-                step(f"{p.name}: stopped")
+                step(f"{p.name}: stopped ({time.monotonic() - t0:.1f}s)")
         left = [p.name for p in self.procs(state) if alive(p) or group_members(p.pid)]
         if left:
             raise StackError(f"still running after stop: {left}")

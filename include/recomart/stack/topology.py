@@ -68,7 +68,9 @@ class Service:
     health: Health
     url: str = ""
     env: Mapping[str, str] = field(default_factory=dict)  # instance-specific env on top
-    phase: int = 2               # services of one phase start together; phases run in order
+    # services of one phase start together, phases in order: 0 stores and broker, 1 what needs
+    # them but not Airflow's schema (started while `airflow db migrate` runs), 2 Airflow, 3 Prometheus
+    phase: int = 2
     image_twin: bool = False     # compose runs a stock image (postgres, redis, kafka, ...)
     skip: str = ""               # non-empty: not started, and why (shown by `status`)
     user: str | None = None      # run as this system user (PostgreSQL refuses to run as root)
@@ -295,7 +297,7 @@ def services(layout: Layout, ports: Ports, s: Settings, *, check_optional: bool 
             "--artifacts-destination", str(layout.lake / "mlflow" / "artifacts"),
             "--serve-artifacts", "--workers", "1"), "recomart",
             Health("http", f"http://127.0.0.1:{ports.mlflow}/health"),
-            url=f"http://127.0.0.1:{ports.mlflow}"),
+            url=f"http://127.0.0.1:{ports.mlflow}", phase=1),
         Service("airflow-apiserver", "airflow-apiserver", (
             "airflow", "api-server", "--host", "127.0.0.1", "--port", str(ports.api), "--workers", "1"),
             "airflow", Health("http", f"{api}/api/v2/monitor/health"), url=api),
@@ -319,7 +321,8 @@ def services(layout: Layout, ports: Ports, s: Settings, *, check_optional: bool 
             f"faust-worker-{i}", "faust-worker", (
                 "recomart", "stream", "worker", "--web-host", "127.0.0.1", "--web-port", str(port)),
             "recomart", Health("http", f"http://127.0.0.1:{port}/stats/"),
-            url=f"http://127.0.0.1:{port}", env={"RECOMART_STREAM_DATADIR": str(layout.faust / str(i))}))
+            url=f"http://127.0.0.1:{port}", env={"RECOMART_STREAM_DATADIR": str(layout.faust / str(i))},
+            phase=1))
     serve_skip = serving_available() if check_optional else ""
     for i, port in enumerate(ports.serving, start=1):
         # The serving layer lands on another branch: this entry is live once `recomart serve` exists.
@@ -327,7 +330,7 @@ def services(layout: Layout, ports: Ports, s: Settings, *, check_optional: bool 
             f"serving-{i}", "serving", (
                 "recomart", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
             "recomart", Health("http", f"http://127.0.0.1:{port}/readyz"),
-            url=f"http://127.0.0.1:{port}", skip=serve_skip))
+            url=f"http://127.0.0.1:{port}", skip=serve_skip, phase=1))
     out.append(Service(
         "prometheus", "prometheus", (
             "prometheus", f"--config.file={layout.prometheus / 'prometheus.yml'}",

@@ -7,10 +7,13 @@ as a group, escalating to SIGKILL when it does not stop in time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 
 def stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
@@ -51,3 +54,38 @@ def run_foreground(cmd: Sequence[str], env: Mapping[str, str] | None = None,
             on_stop()
         stop_group(proc, signal.SIGINT, timeout)
         return proc.returncode or 0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in process group ``pgid`` (Linux ``/proc``)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def stop_pgid(pgid: int, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Like ``stop_group`` for a group we know only by id (a detached service started by another
+    command): ``sig`` to the group, SIGKILL to what is left after ``timeout``, until none is left."""
+    def _wait(limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and group_members(pgid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pgid, os.WNOHANG)  # our own child (same Python process): reap it
+            time.sleep(0.1)
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+        _wait(timeout)
+        if group_members(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+            _wait(10.0)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, os.WNOHANG)

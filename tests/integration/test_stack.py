@@ -267,7 +267,7 @@ def test_prometheus_scrapes_faust_and_airflow(stack):
 
 
 def test_stack_down_leaves_no_process(stack):
-    from recomart.stack.runner import group_members
+    from recomart.processes import group_members
 
     procs = stack.procs()
     assert procs

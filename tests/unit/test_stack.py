@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from recomart.stack.runner import Proc, _start_time, alive, group_members, stop_proc
+from recomart.processes import group_members
+from recomart.stack.runner import Proc, _start_time, alive, stop_proc
 
 
 def test_stop_proc_stops_the_whole_group_and_never_a_recycled_pid(tmp_path):

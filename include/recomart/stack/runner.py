@@ -9,7 +9,6 @@ reverse order (SIGTERM, then SIGKILL) and checks that none is left.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Any
 
 from recomart.config import Settings
 from recomart.errors import PermanentError, TransientError
+from recomart.processes import group_members, stop_pgid
 from recomart.stack.topology import (
     AIRFLOW_USER,
     PG_USER,
@@ -75,49 +75,11 @@ def alive(p: Proc) -> bool:
     return _start_time(p.pid) == p.start_time
 
 
-def group_members(pgid: int) -> list[int]:
-    """Pids of every live process in process group ``pgid``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(entry.name))
-    return out
-
-
 def stop_proc(p: Proc, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
-    """Signal the process group led by ``p`` (it was started in its own session); SIGKILL the
-    group's remaining members after ``timeout``. A recycled pid is never signalled."""
-    if not alive(p) and not group_members(p.pid):
-        return
-    try:
-        os.killpg(p.pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and group_members(p.pid):
-        _reap(p.pid)
-        time.sleep(0.1)
-    if group_members(p.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGKILL)
-        end = time.monotonic() + 10
-        while time.monotonic() < end and group_members(p.pid):
-            _reap(p.pid)
-            time.sleep(0.1)
-    _reap(p.pid)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the process is our own child (``up`` and ``down`` in one
-    Python process, as in tests), so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    """Stop the process group led by ``p`` (it was started in its own session). A recycled pid
+    (start time differs) is never signalled."""
+    if alive(p) or group_members(p.pid):
+        stop_pgid(p.pid, sig, timeout)
 
 
 # ---- health ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -81,10 +82,13 @@ def stack():
         reset_settings()
         yield st
     finally:
-        st.down(step=print)
-        os.environ.clear()
-        os.environ.update(saved)
-        reset_settings()
+        try:
+            st.down(step=print)
+            shutil.rmtree(root, ignore_errors=True)  # kept (with its logs) when down fails
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            reset_settings()
 
 
 def _api(st):

@@ -368,11 +368,12 @@ class Stack:
         if not state:
             return []
         stopped = []
+        grace = {sv.name: sv.stop_timeout_s for sv in self._services(state)}
         for p in reversed(self.procs(state)):
             if alive(p) or group_members(p.pid):
                 # Celery workers finish running tasks on SIGTERM (warm shutdown): be patient but bounded
                 t0 = time.monotonic()
-                stop_proc(p, signal.SIGTERM, timeout)
+                stop_proc(p, signal.SIGTERM, min(timeout, grace.get(p.name, timeout)))
                 stopped.append(p.name)
                 step(f"{p.name}: stopped ({time.monotonic() - t0:.1f}s)")
         left = [p.name for p in self.procs(state) if alive(p) or group_members(p.pid)]

@@ -74,6 +74,7 @@ class Service:
     image_twin: bool = False     # compose runs a stock image (postgres, redis, kafka, ...)
     skip: str = ""               # non-empty: not started, and why (shown by `status`)
     user: str | None = None      # run as this system user (PostgreSQL refuses to run as root)
+    stop_timeout_s: float = 30.0  # SIGTERM grace before the group is SIGKILLed
 
     @property
     def env_names(self) -> tuple[str, ...]:
@@ -297,7 +298,8 @@ def services(layout: Layout, ports: Ports, s: Settings, *, check_optional: bool 
             "--artifacts-destination", str(layout.lake / "mlflow" / "artifacts"),
             "--serve-artifacts", "--workers", "1"), "recomart",
             Health("http", f"http://127.0.0.1:{ports.mlflow}/health"),
-            url=f"http://127.0.0.1:{ports.mlflow}", phase=1),
+            # its state is in PostgreSQL and the lake: a slow graceful stop (~20 s here) buys nothing
+            url=f"http://127.0.0.1:{ports.mlflow}", phase=1, stop_timeout_s=5.0),
         Service("airflow-apiserver", "airflow-apiserver", (
             "airflow", "api-server", "--host", "127.0.0.1", "--port", str(ports.api), "--workers", "1"),
             "airflow", Health("http", f"{api}/api/v2/monitor/health"), url=api),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -146,3 +147,19 @@ def test_up_fails_clearly_without_postgres_binaries(tmp_path, monkeypatch):
     with pytest.raises(StackError, match="PostgreSQL cannot start"):
         st.up(step=lambda m: None)
     assert st.procs() == [] and not any(Path(tmp_path / "stack" / "logs").glob("redis*"))
+
+
+def test_world_traversable(tmp_path):
+    from recomart.stack.topology import world_traversable
+
+    locked = tmp_path / "locked"
+    (locked / "inside").mkdir(parents=True)
+    locked.chmod(0o700)
+    open_dir = Path(tempfile.mkdtemp())
+    try:
+        open_dir.chmod(0o755)
+        assert not world_traversable(locked / "inside")
+        assert world_traversable(open_dir)
+    finally:
+        locked.chmod(0o755)
+        open_dir.rmdir()

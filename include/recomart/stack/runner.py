@@ -161,12 +161,25 @@ def _run(cmd: list[str], env: dict[str, str], log_path: Path, what: str, user: s
 
 
 def _init_postgres(layout: Layout, svc: Service, env: dict[str, str]) -> None:
+    import shutil
+
+    from recomart.stack.topology import postgres_bin, world_traversable
+
+    if svc.user and not world_traversable(layout.root):
+        raise StackError(f"PostgreSQL runs as {svc.user!r} (we are root) and cannot reach "
+                         f"{layout.root}: set RECOMART_STACK_DIR (or --dir) to a folder every user "
+                         "can traverse, e.g. under /tmp or /srv")
+    pgbin = Path(svc.argv[0]).parent
+    if not pgbin.exists():  # the wheel's copy sits where `nobody` cannot reach: copy it once,
+        src = postgres_bin().parent  # with pgserver.libs where the binaries' RPATH looks
+        shutil.copytree(src, pgbin.parent, symlinks=True)
+        libs = src.parent.parent / "pgserver.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, pgbin.parents[2] / "pgserver.libs", symlinks=True)
     if (layout.pgdata / "PG_VERSION").exists():
         return
     layout.pgdata.mkdir(parents=True, exist_ok=True)
     if svc.user:
-        import shutil
-
         shutil.chown(layout.pgdata, user=svc.user)
         os.chmod(layout.pgdata, 0o700)
     initdb = str(Path(svc.argv[0]).parent / "initdb")

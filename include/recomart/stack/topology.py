@@ -308,7 +308,9 @@ def services(layout: Layout, ports: Ports, s: Settings, *, check_optional: bool 
             "--serve-artifacts", "--workers", "1"), "recomart",
             Health("http", f"http://127.0.0.1:{ports.mlflow}/health"),
             # its state is in PostgreSQL and the lake: a slow graceful stop (~20 s here) buys nothing
-            url=f"http://127.0.0.1:{ports.mlflow}", phase=1, stop_timeout_s=5.0),
+            url=f"http://127.0.0.1:{ports.mlflow}", phase=1, stop_timeout_s=5.0,
+            # MLflow 3's GenAI job runner (a dozen huey consumers, ~2.4 GB here) serves nothing we use
+            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
         Service("airflow-apiserver", "airflow-apiserver", (
             "airflow", "api-server", "--host", "127.0.0.1", "--port", str(ports.api), "--workers", "1"),
             "airflow", Health("http", f"{api}/api/v2/monitor/health"), url=api),

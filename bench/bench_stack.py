@@ -57,6 +57,9 @@ def main() -> None:
         healthy = sum(r["state"] == "healthy" for r in rows)
         print(f"stack status: {time.monotonic() - t1:.1f} s, {healthy}/{len(rows)} healthy "
               f"({sum(r['state'] == 'skipped' for r in rows)} skipped)")
+        for r in rows:
+            if r["state"] not in ("healthy", "skipped"):
+                print(f"  {r['service']}: {r['state']} ({r['detail']})")
     finally:
         t2 = time.monotonic()
         st.down(step=lambda m: None)

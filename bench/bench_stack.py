@@ -62,7 +62,7 @@ def main() -> None:
                 print(f"  {r['service']}: {r['state']} ({r['detail']})")
     finally:
         t2 = time.monotonic()
-        st.down(step=lambda m: None)
+        st.down(step=lambda m: print("  " + m))
         print(f"stack down: {time.monotonic() - t2:.1f} s")
         shutil.rmtree(root, ignore_errors=True)
 

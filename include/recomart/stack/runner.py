@@ -230,6 +230,7 @@ class Stack:
     def _write_state(self, state: dict[str, Any]) -> None:
         tmp = self.layout.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
+        tmp.chmod(0o600)  # it holds the Fernet key and the JWT secret (as the env)
         tmp.replace(self.layout.state_file)
 
     def procs(self, state: dict[str, Any] | None = None) -> list[Proc]:

@@ -66,6 +66,7 @@ def stack():
         "RECOMART_RETRY_DELAY_SECONDS": "1",
         # a SIGKILLed Celery worker's task is declared dead (and retried) after 15 s
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         "AIRFLOW__CORE__PARALLELISM": "4",
         # start paused: the test unpauses after its REST trigger, so the daily schedule adds no
         # second batch run (the scheduler skips a logical date that already has a run)

@@ -276,7 +276,7 @@ def services(layout: Layout, ports: Ports, s: Settings, *, check_optional: bool 
         Service("postgres", "postgres", (
             str(pgbin / "postgres"), "-D", str(layout.pgdata), "-p", str(ports.postgres),
             "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-            "-c", "max_connections=200", "-c", "fsync=off"),
+            "-c", "max_connections=200", "-c", "fsync=off"),  # a local stack: speed over crash safety
             "", Health("tcp", f"127.0.0.1:{ports.postgres}"),
             url=f"postgresql://{PG_USER}@127.0.0.1:{ports.postgres}", phase=0, image_twin=True,
             user=pg_user,

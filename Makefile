@@ -11,7 +11,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM ?= 4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint ui bench clean
+.PHONY: install demo test lint ui bench clean stack-deps stack-up stack-down
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,7 @@ install: $(STAMP) ## create .venv and install everything
 demo: $(STAMP) ## run the whole pipeline on the embedded default and print where outputs are
 	$(BIN)/recomart demo
 
-test: $(STAMP) ## lint + the whole test suite (slow integration tests included)
+test: $(STAMP) stack-deps ## lint + the whole test suite (slow integration tests included)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -34,6 +34,22 @@ lint: $(STAMP)
 
 ui: $(STAMP) ## start the Airflow UI (airflow standalone) on http://localhost:8080; Ctrl-C stops it
 	$(BIN)/recomart ui
+
+# Debian's prometheus for `recomart stack` and its integration test (everything else is a pip
+# package). Idempotent and quiet; without root or apt it says so and the Prometheus test skips.
+stack-deps:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq prometheus >/dev/null 2>&1 || \
+	     { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; }) \
+	      || echo "stack-deps: could not install prometheus (the Prometheus test will skip)"; \
+	  else echo "stack-deps: prometheus not installed (sudo apt-get install -y prometheus)"; fi; }
+
+stack-up: $(STAMP) stack-deps ## the production topology as local processes (recomart stack up)
+	$(BIN)/recomart stack up
+
+stack-down:
+	$(BIN)/recomart stack down
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -3,8 +3,9 @@
 
 Daily batch run for one logical date `ds`:
 
-1. **merge_speed_layer**: merge the Faust speed-zone landings since the last watermark into Delta
-   `speed/clickstream_master` (dedup by `event_id`; re-running merges nothing new).
+1. **merge_speed_layer**: merge every Faust speed-zone landing not merged before (recorded by
+   file in `speed/clickstream_merged_files`, whatever its mtime) into Delta
+   `speed/clickstream_master` (dedup by `event_id`; re-running merges nothing new and says so).
 2. **ingest_csv** / **ingest_catalog**: land `<dataset>.csv` from `RECOMART_SOURCE_DIR` and the
    product-catalog API's pages in the raw zone, unchanged, with `_manifest.json` (sha256, rows).
    The catalog URL comes from the Airflow connection `recomart_catalog_api` (its host, or
@@ -83,6 +84,11 @@ def _catalog_url() -> str | None:
     return f"{conn.schema or 'http'}://{host}{port}"
 
 
+def _staged_versions(validation: dict) -> dict[str, int]:
+    """The curated versions this run's validation staged (what its reports describe)."""
+    return {f"curated/{n}": d["curated_version"] for n, d in validation["datasets"].items()}
+
+
 @dag(
     dag_id=BATCH_DAG_ID,
     schedule="@daily",
@@ -132,23 +138,26 @@ def recomart_batch() -> None:
         summary = validate_all(Lake(), run_ds(), str(get_current_context()["run_id"]))
         return {"status": summary["status"], "datasets": {
             n: {k: d[k] for k in ("rows_in", "curated", "quarantined", "bad_ratio", "status",
-                                  "curated_version")} for n, d in summary["datasets"].items()}}
+                                  "curated_version")} for n, d in summary["datasets"].items()},
+                **{k: summary[k] for k in ("read_versions", "written_versions")}}
 
     @task(inlets=CURATED_ASSETS, outlets=[Asset(**lake_asset("reports", "latest/data_quality.pdf"))])
     @fail_fast
-    def quality_report(validation: dict) -> str:
+    def quality_report(validation: dict) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.reports.quality import build_quality_report
 
-        return str(build_quality_report(Lake(), run_ds()))
+        return {"path": str(build_quality_report(Lake(), run_ds())),
+                "read_versions": _staged_versions(validation)}
 
     @task(inlets=CURATED_ASSETS, outlets=[Asset(**lake_asset("reports", "latest/eda.pdf"))])
     @fail_fast
-    def eda_report(validation: dict) -> str:
+    def eda_report(validation: dict) -> dict[str, Any]:
         from recomart.lake import Lake
         from recomart.reports.eda import build_eda_report
 
-        return str(build_eda_report(Lake(), run_ds()))
+        return {"path": str(build_eda_report(Lake(), run_ds())),
+                "read_versions": _staged_versions(validation)}
 
     @task(retries=1, inlets=CURATED_ASSETS)
     @fail_fast
@@ -191,7 +200,8 @@ def recomart_batch() -> None:
             table = out["tables"][asset.uri.rsplit("/", 1)[-1]]
             ctx["outlet_events"][asset].extra = {"ds": out["ds"], "version": table["version"],
                                                  "rows": table["rows"]}
-        return {k: out[k] for k in ("ds", "as_of", "tables", "seconds")}
+        return {k: out[k] for k in ("ds", "as_of", "tables", "seconds", "read_versions",
+                                    "written_versions")}
 
     build_features(published)
 

@@ -78,6 +78,18 @@ class Settings(BaseSettings):
         description="A new model must beat the champion's NDCG@10 by more than this to replace it.")
     seed: int = 42
     top_n: int = Field(default=20, ge=1)
+    # stack: `recomart stack up|status|down` (the production topology as local processes)
+    stack_dir: Path = Field(default_factory=lambda: project_root() / ".stack",
+                            description="Folder holding the stack's logs, state and data.")
+    stack_celery_workers: int = Field(default=2, ge=1, description="Celery workers the stack starts.")
+    stack_faust_workers: int = Field(default=2, ge=1, description="Faust workers the stack starts.")
+    stack_serving_replicas: int = Field(default=2, ge=1,
+                                        description="Serving replicas (when `recomart serve` exists).")
+    stack_start_timeout_s: float = Field(default=180.0, gt=0,
+                                         description="Max wait for one service to become healthy.")
+    stream_datadir: Path | None = Field(
+        default=None, description="Faust data directory; unset = <lake>/state/faust. Each worker "
+                                  "on one machine needs its own.")
 
     # experiments: RECOMART_EXPERIMENT_* (online A/B tests, recomart.experiments)
     experiment_gated_promotion: bool = Field(
@@ -90,7 +102,7 @@ class Settings(BaseSettings):
     experiment_log_mlflow: bool = Field(default=True,
                                         description="Log each readout (metrics, JSON, PDF) to MLflow.")
 
-    @field_validator("lake_root", "source_dir")
+    @field_validator("lake_root", "source_dir", "stack_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         """Relative paths are resolved once, so a task in another process or working directory

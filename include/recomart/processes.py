@@ -24,17 +24,9 @@ def _group_members(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    proc = Path("/proc")
-    if not proc.is_dir():  # no procfs: a zombie and a live member look alike; assume live
+    if not Path("/proc").is_dir():  # no procfs: a zombie and a live member look alike; assume live
         return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, IndexError, ValueError):
-            continue
-        if int(pgrp) == pgid and state != "Z":
-            return True
-    return False
+    return bool(group_members(pgid))
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -100,3 +92,38 @@ def run_foreground(cmd: Sequence[str], env: Mapping[str, str] | None = None,
             on_stop()
         stop_group(proc, signal.SIGINT, timeout)
         return proc.returncode or 0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in process group ``pgid`` (Linux ``/proc``)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def stop_pgid(pgid: int, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Like ``stop_group`` for a group we know only by id (a detached service started by another
+    command): ``sig`` to the group, SIGKILL to what is left after ``timeout``, until none is left."""
+    def _wait(limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and group_members(pgid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pgid, os.WNOHANG)  # our own child (same Python process): reap it
+            time.sleep(0.1)
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+        _wait(timeout)
+        if group_members(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+            _wait(10.0)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, os.WNOHANG)

@@ -350,4 +350,6 @@ def build_features(lake: Lake, ds: str, run_id: str, seed: int | None = None) ->
                  written[name]["rows"])
     return {"ds": ds, "run_id": run_id, "as_of": inp.as_of.isoformat(),
             "curated_versions": inp.versions, "tables": written,
+            "read_versions": {f"curated/{n}": v for n, v in inp.versions.items() if v is not None},
+            "written_versions": {f"features/{n}": t["version"] for n, t in written.items()},
             "seconds": round(time.perf_counter() - started, 2)}

@@ -39,14 +39,14 @@ import pyarrow as pa
 
 from recomart.config import get_settings
 from recomart.lake import Lake
-from recomart.streaming import activity, decisions, landing
+from recomart.streaming import activity, decisions, landing, metrics
 
 log = logging.getLogger(__name__)
 
 settings = get_settings()
 BOOTSTRAP = settings.kafka_bootstrap or "127.0.0.1:9092"
 ACTIVITY_TOPIC = f"{settings.clickstream_topic}-activity"
-DATADIR = settings.lake_root / "state" / "faust"
+DATADIR = settings.stream_datadir or settings.lake_root / "state" / "faust"
 
 
 class SpeedApp(faust.App):
@@ -111,9 +111,11 @@ def _summarize(table: pa.Table) -> list[dict[str, Any]]:
 
 async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str, int]:
     """``landing.land_batch`` with the worker's topics and settings; then the activity summaries."""
+    t0 = time.perf_counter()
     counts, summaries = await landing.land_batch(
         parts, lake, FaustDeadLetter(), topic=settings.clickstream_topic,
         max_message_bytes=settings.stream_max_message_bytes, summarize=_summarize, times=TIMES)
+    metrics.observe_landing(time.perf_counter() - t0)
     for summary in summaries:
         activity_topic.send_soon(value=summary, timestamp=float(summary["window_start"]),
                                  partition=summary["partition"] % settings.stream_partitions)
@@ -183,6 +185,7 @@ class Lander(mode.Service):
                          exc_info=True)
             logging.shutdown()
             os._exit(70)
+        metrics.observe_commit(consumer, parts, counts)
         STATS["batches"] += 1
         for k, v in counts.items():
             STATS[k] += v
@@ -249,6 +252,12 @@ async def trending_page(web: faust.web.Web, request: faust.web.Request) -> faust
 async def stats_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
     return web.json({"landing": STATS, "seconds": {k: round(v, 3) for k, v in TIMES.items()},
                      "decisions": decider.stats})
+
+
+@app.page("/metrics")
+async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+    body, content_type = metrics.render()
+    return web.bytes(body, content_type=content_type)
 
 
 decider = decisions.Decider(top_n=settings.top_n, interval_s=settings.stream_decision_interval_s,

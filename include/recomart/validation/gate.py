@@ -47,4 +47,5 @@ def publish_validated(lake: Lake, ds: str, run_id: str) -> dict[str, Any]:
     versions = {name: int(d["curated_version"]) for name, d in summary["datasets"].items()}
     pointer = publish(lake, ds, versions, run_id)
     return {"logical_date": ds, "status": "published", "versions": pointer["versions"],
-            "validation_run_id": summary["run_id"]}
+            "validation_run_id": summary["run_id"],
+            "read_versions": {f"curated/{n}": v for n, v in pointer["versions"].items()}}

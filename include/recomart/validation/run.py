@@ -53,8 +53,10 @@ class ReconciliationError(RecomartError):
     """Rows in != curated + quarantined: a bug in validation, never a data problem."""
 
 
-def collect_inputs(lake: Lake, ds: str, ds_end: pd.Timestamp) -> dict[str, list[ParsedInput]]:
-    """Parse every landing of ``ds``, in precedence order per dataset (first wins on duplicates)."""
+def collect_inputs(lake: Lake, ds: str, ds_end: pd.Timestamp,
+                   read_versions: dict[str, int] | None = None) -> dict[str, list[ParsedInput]]:
+    """Parse every landing of ``ds``, in precedence order per dataset (first wins on duplicates);
+    the Delta versions read are added to ``read_versions`` (the lineage key)."""
     inputs: dict[str, list[ParsedInput]] = {}
     for name in ORDER:
         manifest = read_manifest(lake, "csv", name, ds)
@@ -71,7 +73,9 @@ def collect_inputs(lake: Lake, ds: str, ds_end: pd.Timestamp) -> dict[str, list[
         log.info("no catalog API landing for %s: products from products.csv only", ds)
     if lake.table_exists("speed", SPEED_TABLE):
         version = lake.table_version("speed", SPEED_TABLE)
-        speed = speed_rows(lake.read_arrow("speed", SPEED_TABLE), DATASETS["clickstream"],
+        if read_versions is not None:
+            read_versions[f"speed/{SPEED_TABLE}"] = version
+        speed = speed_rows(lake.read_arrow("speed", SPEED_TABLE, version=version), DATASETS["clickstream"],
                            ds_end.to_pydatetime(), f"speed/{SPEED_TABLE}@v{version}")
         inputs["clickstream"].append(speed)  # CSV wins
     return inputs
@@ -225,7 +229,8 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
 
     threshold = get_settings().bad_row_threshold if threshold is None else threshold
     ds_end = logical_date_end(ds)
-    inputs = collect_inputs(lake, ds, ds_end)
+    read_versions: dict[str, int] = {}
+    inputs = collect_inputs(lake, ds, ds_end, read_versions)
     if unpublish(lake, ds):  # until this run's gate passes, readers of ds see the previous publication
         log.info("withdrew the earlier publication of %s while it is re-validated", ds)
     ctx = RunContext(ds_end=ds_end)
@@ -267,7 +272,11 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
                "threshold": threshold,
                "status": "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass",
                "datasets": datasets,
-               "gx_data_docs": docs_index.relative_to(lake.root).as_posix()}
+               "gx_data_docs": docs_index.relative_to(lake.root).as_posix(),
+               "read_versions": read_versions,
+               "written_versions": {
+                   **{f"curated/{n}": d["curated_version"] for n, d in datasets.items()},
+                   **{f"quarantine/{n}": d["quarantine_version"] for n, d in datasets.items()}}}
     lake.write_json(summary_path(lake, ds), summary)
     record_run(lake, summary)
     return summary

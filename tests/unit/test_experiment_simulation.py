@@ -150,3 +150,25 @@ def test_off_policy_estimate_predicts_the_online_ctr(shop_and_models):
     # the default policy's own CTR is estimated too (propensity 0.95)
     own = off_policy.estimate(logged, "toppop")
     assert own.matched > 35_000
+
+
+def test_latent_affinities_explain_the_generated_clickstream(tmp_path):
+    """The truth the simulator uses is the one the generator drew: a user's most-viewed category
+    in the generated shop is mostly their strongest latent affinity."""
+    import numpy as np
+
+    from recomart.sources.generator import CATEGORY_NAMES, generate, latent_state
+
+    generate(tmp_path, users=800, products=150, days=30, seed=9)
+    truth = latent_state(users=800, products=150, days=30, seed=9)
+    cs = pd.read_csv(tmp_path / "clickstream.csv")
+    products = pd.read_csv(tmp_path / "products.csv")
+    cat = products.set_index("product_id")["category"].map(CATEGORY_NAMES.index)
+    views = cs[cs["event_type"] == "view"].assign(cat=lambda f: f["product_id"].map(cat))
+    top = views.groupby("user_id")["cat"].agg(lambda c: c.value_counts().idxmax())
+    busy = views.groupby("user_id").size()
+    users = busy[busy >= 8].index
+    strongest = truth["affinity"].argmax(axis=1)
+    agree = np.mean([top[u] == strongest[u - 1] for u in users])
+    assert len(users) > 50 and agree > 0.6, agree
+    assert (truth["cat"] == products["category"].map(CATEGORY_NAMES.index).to_numpy()).all()

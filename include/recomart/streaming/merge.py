@@ -15,10 +15,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from recomart.lake import Lake
-from recomart.streaming.sink import SCHEMA, list_files
+from recomart.streaming.sink import SCHEMA, list_files, read_landed
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def merge_speed_events(lake: Lake, ds: str) -> dict[str, Any]:
                                if newest else None}
     if not fresh:
         return summary
-    table = pa.concat_tables([pq.read_table(p).select(SCHEMA.names).cast(SCHEMA) for p, _ in fresh])
+    table = pa.concat_tables([read_landed(p) for p, _ in fresh])
     unique = dedup_by_event_id(table)
     before = master_row_count(lake)
     version = lake.merge_table(MASTER_ZONE, MASTER_TABLE, unique, keys=["event_id"])
@@ -77,4 +76,4 @@ def read_speed_zone(lake: Lake) -> pa.Table:
     files = list_files(lake)
     if not files:
         return SCHEMA.empty_table()
-    return dedup_by_event_id(pa.concat_tables([pq.read_table(p).cast(SCHEMA) for p in files]))
+    return dedup_by_event_id(pa.concat_tables([read_landed(p) for p in files]))

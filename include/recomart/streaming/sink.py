@@ -33,7 +33,7 @@ TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([
     ("event_id", pa.string()), ("user_id", pa.int64()), ("product_id", pa.int64()),
     ("event_type", pa.string()), ("session_id", pa.string()), ("timestamp", TS),
-    ("price", pa.float64()),
+    ("price", pa.float64()), ("request_id", pa.string()),
     ("_kafka_partition", pa.int32()), ("_kafka_offset", pa.int64()), ("_kafka_ts", TS),
 ])
 OFFSETS_KEY = b"recomart.offsets"
@@ -77,6 +77,7 @@ def to_table(rows: Sequence[Landed]) -> pa.Table:
         pa.array([e["session_id"] for e in ev], pa.string()),
         pa.array([e["timestamp"] for e in ev], TS),
         pa.array([e["price"] for e in ev], pa.float64()),
+        pa.array([e.get("request_id") for e in ev], pa.string()),
         pa.array([r.partition for r in rows], pa.int32()),
         pa.array([r.offset for r in rows], pa.int64()),
         pa.array([r.kafka_ts_ms for r in rows], pa.timestamp("ms", tz="UTC")).cast(TS),
@@ -124,6 +125,16 @@ def write_batch(lake: Lake, topic: str, rows: pa.Table | Sequence[Landed],
     return written
 
 
+def read_landed(path: Path, schema: pa.Schema = SCHEMA) -> pa.Table:
+    """One landed file in ``schema``; columns added to the contract later (``request_id``) are
+    null in files written before them."""
+    table = pq.read_table(path)
+    for name in schema.names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
+    return table.select(schema.names).cast(schema)
+
+
 def list_files(lake: Lake) -> list[Path]:
     """Every landed file (readers must dedup overlapping files by event_id)."""
     root = speed_root(lake)
@@ -161,6 +172,7 @@ def batch_table(decoded: DecodedBatch, partitions: Sequence[int], offsets: Seque
         pa.array(decoded.session_id, pa.string()),
         pa.array(decoded.timestamp_us, TS),
         pa.array(decoded.price, pa.float64()),
+        pa.array(decoded.request_id, pa.string()),
         source(partitions, pa.int32()),
         source(offsets, pa.int64()),
         source(kafka_ts_ms, pa.timestamp("ms", tz="UTC")).cast(TS),

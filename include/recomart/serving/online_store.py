@@ -56,6 +56,21 @@ class RecentEvent:
             return None
 
 
+def unpack_events(raw: Sequence[bytes | str]) -> list[RecentEvent]:
+    """Decode a list (newest first), dropping exact repeats: the worker lands at least once, so a
+    batch replayed after a crash pushes the same (product, type, millisecond) entries again."""
+    seen: set[bytes | str] = set()
+    out = []
+    for r in raw:
+        if r in seen:
+            continue
+        seen.add(r)
+        e = RecentEvent.unpack(r)
+        if e is not None:
+            out.append(e)
+    return out
+
+
 class OnlineStore:
     """Recent events per user/session and windowed trending, on any Redis."""
 
@@ -111,8 +126,7 @@ class OnlineStore:
 
     # ---- reads (the API) ----------------------------------------------------------------------
     def _recent(self, key: str, limit: int | None) -> list[RecentEvent]:
-        raw = self.client.lrange(key, 0, (limit or self.max_events) - 1)
-        return [e for e in (RecentEvent.unpack(r) for r in raw) if e is not None]
+        return unpack_events(self.client.lrange(key, 0, (limit or self.max_events) - 1))
 
     def recent_user(self, user_id: int, limit: int | None = None) -> list[RecentEvent]:
         """Newest first."""
@@ -170,8 +184,7 @@ class AsyncOnlineReader:
             return False
 
     async def _recent(self, key: str, limit: int | None) -> list[RecentEvent]:
-        raw = await self.client.lrange(key, 0, (limit or self.max_events) - 1)
-        return [e for e in (RecentEvent.unpack(r) for r in raw) if e is not None]
+        return unpack_events(await self.client.lrange(key, 0, (limit or self.max_events) - 1))
 
     async def recent_user(self, user_id: int, limit: int | None = None) -> list[RecentEvent]:
         return await self._recent(self._key("u", user_id), limit)

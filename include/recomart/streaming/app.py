@@ -12,6 +12,14 @@ Agents:
   batch in a ``finally`` clause even when the body fails, hence the plain consumer. The next
   batch is fetched while the previous one is written; commits stay in batch order. A stop waits
   for the batch in flight; any failure ends the process (``os._exit``) without a commit.
+- ``ExposureLander`` lands the serving API's ``recommendation-exposures`` the same way (own group,
+  DLQ ``recommendation-exposures-dlq``, files in ``speed/exposures``, commit after fsync; readers
+  dedup by ``request_id``).
+- Online store: when ``RECOMART_ONLINE_STORE_URL`` is set, each landed clickstream batch is also
+  pushed (after its files are durable, before the commit) to the recent-events lists and the
+  trending window of the online store (``recomart.serving.online_store``): the real-time view the
+  API merges at request time. A failed push is logged and counted (``/stats/``), never blocks
+  landing: the lake stays the source of truth.
 - ``trend`` folds per-batch activity summaries into the tumbling-window table ``trending``
   (views / carts / purchases per product per window), served as JSON at ``/trending/``.
 - ``decide`` (see ``decisions``) scores active sessions with the champion model off the hot path.
@@ -38,8 +46,8 @@ import pyarrow as pa
 
 from recomart.config import get_settings
 from recomart.lake import Lake
-from recomart.streaming import activity, decisions
-from recomart.streaming.events import decode_batch
+from recomart.streaming import activity, decisions, exposures
+from recomart.streaming.events import DecodedBatch, decode_batch
 from recomart.streaming.sink import batch_table, write_batch
 
 log = logging.getLogger(__name__)
@@ -85,6 +93,9 @@ dead_letter = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=b
                         partitions=settings.stream_partitions)
 activity_topic = app.topic(ACTIVITY_TOPIC, value_serializer="json",
                            partitions=settings.stream_partitions, internal=True)
+exposures_dead_letter = app.topic(settings.exposures_dead_letter_topic, key_type=bytes,
+                                  value_type=bytes, key_serializer="raw", value_serializer="raw",
+                                  partitions=settings.stream_partitions)
 recommendations = app.topic(settings.recommendations_topic, key_serializer="raw",
                             value_serializer="json", partitions=settings.stream_partitions)
 
@@ -92,7 +103,36 @@ trending = app.Table("trending", default=list, partitions=settings.stream_partit
     settings.stream_window_s, expires=timedelta(seconds=settings.stream_window_s * 60),
     key_index=True).relative_to_stream()
 
-STATS: dict[str, int] = {"batches": 0, "valid": 0, "dead_letter": 0, "files": 0}
+STATS: dict[str, int] = {"batches": 0, "valid": 0, "dead_letter": 0, "files": 0,
+                         "online_store_events": 0, "online_store_errors": 0}
+EXPOSURE_STATS: dict[str, int] = {"batches": 0, "valid": 0, "dead_letter": 0, "files": 0}
+_ONLINE: dict[str, Any] = {}
+
+
+def online_store() -> Any:
+    """The online store writer (None when ``RECOMART_ONLINE_STORE_URL`` is unset)."""
+    if "store" not in _ONLINE:
+        from recomart.serving.online_store import store_from_settings
+
+        _ONLINE["store"] = store_from_settings(settings)
+        log.info("online store: %s", _ONLINE["store"].url if _ONLINE["store"] else
+                 "off (RECOMART_ONLINE_STORE_URL unset)")
+    return _ONLINE["store"]
+
+
+def push_online(decoded: DecodedBatch) -> None:
+    """Recent events per user/session and trending, for the serving API (never raises)."""
+    store = online_store()
+    if store is None or not len(decoded):
+        return
+    try:
+        STATS["online_store_events"] += store.record(
+            decoded.user_id, decoded.session_id, decoded.product_id, decoded.event_type,
+            [us / 1e6 for us in decoded.timestamp_us])
+    except Exception as exc:  # the lake is the truth; the real-time view catches up next batch
+        STATS["online_store_errors"] += 1
+        log.warning("online store push failed for %d events (%s); landing goes on",
+                    len(decoded), exc)
 TIMES: dict[str, float] = {"validate_s": 0.0, "write_s": 0.0, "dlq_wait_s": 0.0}
 
 
@@ -104,10 +144,14 @@ def dlq_headers(reason: str, topic: str, partition: int, offset: int,
             ("source_timestamp_ms", str(ts_ms).encode())]
 
 
-def _write_and_summarize(lake: Lake, table: pa.Table, ranges: dict[int, tuple[int, int]]
+def _write_and_summarize(lake: Lake, table: pa.Table, ranges: dict[int, tuple[int, int]],
+                         decoded: DecodedBatch | None = None
                          ) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Runs in a worker thread: the durable write, and the activity summaries beside it."""
+    """Runs in a worker thread: the durable write, then the online store push and the activity
+    summaries beside it."""
     files = write_batch(lake, settings.clickstream_topic, table, ranges)
+    if decoded is not None:
+        push_online(decoded)
     summaries = (activity.summarize(table, settings.stream_window_s, settings.stream_decisions)
                  if settings.stream_trending or settings.stream_decisions else [])
     return files, summaries
@@ -145,7 +189,8 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str
     summaries: list[dict[str, Any]] = []
     if len(decoded):
         table = batch_table(decoded, partitions, offsets, kafka_ts)
-        files, summaries = await asyncio.to_thread(_write_and_summarize, lake, table, ranges)
+        files, summaries = await asyncio.to_thread(_write_and_summarize, lake, table, ranges,
+                                                   decoded)
     t2 = time.perf_counter()
     if pending:
         await asyncio.gather(*pending)  # DLQ messages acknowledged by the broker (acks=all)
@@ -155,6 +200,32 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str
     for summary in summaries:
         activity_topic.send_soon(value=summary, timestamp=float(summary["window_start"]),
                                  partition=summary["partition"] % settings.stream_partitions)
+    return {"valid": len(decoded), "dead_letter": len(decoded.bad), "files": len(files)}
+
+
+async def land_exposures(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str, int]:
+    """``land_batch`` for exposure records: DLQ the bad ones, write the good ones durably."""
+    flat = [m for records in parts.values() for m in records]
+    decoded = exposures.decode_exposures([m.value for m in flat])
+    partitions = [m.partition for m in flat]
+    offsets = [m.offset for m in flat]
+    kafka_ts = [m.timestamp for m in flat]
+    ranges = {tp.partition: (records[0].offset, records[-1].offset)
+              for tp, records in parts.items() if records}
+    pending = []
+    for i, reason in decoded.bad:
+        m = flat[i]
+        ts = m.timestamp / 1000 if m.timestamp is not None else None
+        pending.append(await exposures_dead_letter.send(
+            key=m.key, value=m.value, force=True,
+            headers=dlq_headers(reason, m.topic, m.partition, m.offset, ts)))
+    files: list[Any] = []
+    if len(decoded):
+        table = exposures.exposures_table(decoded, partitions, offsets, kafka_ts)
+        files = await asyncio.to_thread(write_batch, lake, settings.exposures_topic, table, ranges,
+                                        exposures.SPEED_DIR, "ts")
+    if pending:
+        await asyncio.gather(*pending)
     return {"valid": len(decoded), "dead_letter": len(decoded.bad), "files": len(files)}
 
 
@@ -169,6 +240,11 @@ class Lander(mode.Service):
     crash replays from the last committed batch.
     """
 
+    topic = settings.clickstream_topic
+    group = f"{settings.stream_app_id}-land"
+    stats = STATS
+    land = staticmethod(land_batch)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.lake = Lake()
@@ -178,8 +254,8 @@ class Lander(mode.Service):
 
         session_ms = int(settings.stream_session_timeout_s * 1000)
         return AIOKafkaConsumer(
-            settings.clickstream_topic, bootstrap_servers=BOOTSTRAP,
-            group_id=f"{settings.stream_app_id}-land",
+            self.topic, bootstrap_servers=BOOTSTRAP,
+            group_id=self.group,
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session_ms,
             heartbeat_interval_ms=min(2000, session_ms // 4), max_poll_records=settings.stream_batch_max,
             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20,
@@ -222,11 +298,11 @@ class Lander(mode.Service):
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit after a rebalance failed (%s): the batch will be "
                         "replayed and deduped by event_id", exc)
-        STATS["batches"] += 1
+        self.stats["batches"] += 1
         for k, v in counts.items():
-            STATS[k] += v
-        if STATS["batches"] % 50 == 1:
-            log.info("landed %s", STATS)
+            self.stats[k] += v
+        if self.stats["batches"] % 50 == 1:
+            log.info("landed %s: %s", self.topic, self.stats)
 
     @mode.Service.task
     async def _landing(self) -> None:
@@ -241,13 +317,23 @@ class Lander(mode.Service):
                     await self._finish(consumer, *inflight)
                     inflight = None
                 if parts:
-                    inflight = (asyncio.ensure_future(land_batch(parts, self.lake)), parts)
+                    inflight = (asyncio.ensure_future(self.land(parts, self.lake)), parts)
         finally:
             try:
                 if inflight is not None:  # a stop waits for the batch in flight, then commits it
                     await self._finish(consumer, *inflight)
             finally:
                 await consumer.stop()
+
+
+@app.service
+class ExposureLander(Lander):
+    """Lands ``recommendation-exposures`` (group ``<app id>-land-exposures``), same loop."""
+
+    topic = settings.exposures_topic
+    group = f"{settings.stream_app_id}-land-exposures"
+    stats = EXPOSURE_STATS
+    land = staticmethod(land_exposures)
 
 
 @app.agent(activity_topic, name="trend")
@@ -286,7 +372,8 @@ async def trending_page(web: faust.web.Web, request: faust.web.Request) -> faust
 
 @app.page("/stats/")
 async def stats_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-    return web.json({"landing": STATS, "seconds": {k: round(v, 3) for k, v in TIMES.items()},
+    return web.json({"landing": STATS, "exposures": EXPOSURE_STATS,
+                     "seconds": {k: round(v, 3) for k, v in TIMES.items()},
                      "decisions": decider.stats})
 
 

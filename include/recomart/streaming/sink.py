@@ -62,8 +62,8 @@ def file_name(topic: str, offset_ranges: Mapping[int, tuple[int, int]]) -> str:
     return f"{topic}-{batch_key(offset_ranges)}.parquet"
 
 
-def speed_root(lake: Lake) -> Path:
-    return lake.path("speed", SPEED_DIR)
+def speed_root(lake: Lake, subdir: str = SPEED_DIR) -> Path:
+    return lake.path("speed", subdir)
 
 
 def to_table(rows: Sequence[Landed]) -> pa.Table:
@@ -92,9 +92,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
+def split_by_date(table: pa.Table, ts_column: str = "timestamp") -> list[tuple[str, pa.Table]]:
     """``[(event date ISO, rows of that date)]``, vectorised (usually one date per batch)."""
-    days = pc.cast(table["timestamp"], pa.date32())
+    days = pc.cast(table[ts_column], pa.date32())
     unique = pc.unique(days)
     if len(unique) == 1:
         return [(unique[0].as_py().isoformat(), table)]
@@ -103,11 +103,13 @@ def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
 
 
 def write_batch(lake: Lake, topic: str, rows: pa.Table | Sequence[Landed],
-                offset_ranges: Mapping[int, tuple[int, int]]) -> list[Path]:
+                offset_ranges: Mapping[int, tuple[int, int]], subdir: str = SPEED_DIR,
+                ts_column: str = "timestamp") -> list[Path]:
     """Durably write one batch; ``offset_ranges`` maps partition -> (first, last) offset of the
     whole batch (valid and dead-lettered messages alike).
 
-    ``rows`` is a table in ``SCHEMA`` (the landing loop) or ``Landed`` rows. Returns the files
+    ``rows`` is a table in ``SCHEMA`` (the landing loop) or ``Landed`` rows; ``subdir`` and
+    ``ts_column`` place other landed streams (``exposures``, by ``ts``) the same way. Returns the files
     written, after their folder is fsynced. Safe to call again with the same input.
     """
     table = rows if isinstance(rows, pa.Table) else to_table(rows)
@@ -116,8 +118,8 @@ def write_batch(lake: Lake, topic: str, rows: pa.Table | Sequence[Landed],
     meta = {OFFSETS_KEY: json.dumps({str(p): list(r) for p, r in sorted(offset_ranges.items())})}
     name = file_name(topic, offset_ranges)
     written: list[Path] = []
-    for day, part in split_by_date(table):
-        path = speed_root(lake) / f"date={day}" / name
+    for day, part in split_by_date(table, ts_column):
+        path = speed_root(lake, subdir) / f"date={day}" / name
         lake.write_parquet(path, part.replace_schema_metadata(meta))
         written.append(path)
     for folder in {p.parent for p in written}:

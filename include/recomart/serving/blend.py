@@ -84,12 +84,16 @@ def merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[
     anchors: list[tuple[int, bool]] = []  # (product, carted), newest first, distinct, not bought
     seen_anchor: set[int] = set()
     for e in recent:
-        if e.event_type == "purchase" or e.product_id in seen_anchor or e.product_id in bought:
+        if len(anchors) >= rules.anchors:
+            break
+        if e.event_type == "purchase" or e.product_id in bought:
+            continue
+        if e.product_id in seen_anchor:
+            if e.event_type == "add_to_cart":  # a cart anywhere in the window marks the anchor
+                anchors = [(a, c or a == e.product_id) for a, c in anchors]
             continue
         seen_anchor.add(e.product_id)
         anchors.append((e.product_id, e.event_type == "add_to_cart"))
-        if len(anchors) >= rules.anchors:
-            break
     anchor_ids = {a for a, _ in anchors}
     for j, (anchor, carted) in enumerate(anchors):
         sims = similar(anchor, rules.similar_per_anchor)

@@ -42,7 +42,7 @@ class KafkaOut:
                 "queue.buffering.max.messages": queue_max,
                 "message.timeout.ms": int(timeout_s * 1000),
                 "enable.idempotence": False,  # Tansu rejects idempotent producers
-                "log_level": 3})
+                "log_level": 2})  # connection errors show as counted losses (metric + log)
             self._thread = threading.Thread(target=self._poll, name="kafka-out", daemon=True)
             self._thread.start()
 
@@ -117,9 +117,9 @@ class KafkaOut:
 
     def close(self, timeout: float = 2.0) -> None:
         if self.producer is not None:
-            remaining = self.producer.flush(timeout)
-            if remaining:
-                self._lose(remaining, "shutdown before delivery")
+            if self.producer.flush(timeout):  # undeliverable (broker down): drop and count them
+                self.producer.purge()
+                self.producer.poll(0)  # their delivery callbacks count them as lost
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)

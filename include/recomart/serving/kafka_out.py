@@ -116,10 +116,10 @@ class KafkaOut:
         return results
 
     def close(self, timeout: float = 2.0) -> None:
-        if self.producer is not None:
-            if self.producer.flush(timeout):  # undeliverable (broker down): drop and count them
-                self.producer.purge()
-                self.producer.poll(0)  # their delivery callbacks count them as lost
+        if self.producer is not None and self.producer.flush(timeout):
+            # undeliverable (broker down): drop them; their callbacks count them as lost
+            self.producer.purge()
+            self.producer.poll(0)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)

@@ -75,16 +75,19 @@ def test_online_store_keeps_bounded_recent_events_newest_first(redis_url):
     assert store.ping()
     now = time.time() // 60 * 60 + 30  # mid-window: the events below share one window
     store.record([1, 1, 2], ["a", "a", "b"], [10, 11, 12], ["view", "add_to_cart", "purchase"],
-                 [now - 2, now - 1, now])
-    store.record([1, 1], ["a", "a"], [13, 14], ["view", "view"], [now, now + 0.001])
+                 [now - 2, now - 1, now], ["e1", "e2", "e3"])
+    store.record([1, 1], ["a", "a"], [13, 14], ["view", "view"], [now, now + 0.001], ["e4", "e5"])
     got = store.recent_user(1)
     assert [(e.product_id, e.event_type) for e in got] == [(14, "view"), (13, "view"),
                                                             (11, "add_to_cart")]
     assert [e.product_id for e in store.recent_session("a")] == [14, 13, 11]
     assert 590 < store.client.ttl("rm:u:1") <= 600
     # a replayed batch pushes identical entries: the reader drops the repeats
-    store.record([2], ["b"], [12], ["purchase"], [now])
+    store.record([2], ["b"], [12], ["purchase"], [now], ["e3"])
     assert [e.product_id for e in store.recent_user(2)] == [12]
+    # two distinct events in the same millisecond both count
+    store.record([3, 3], ["c", "c"], [9, 9], ["view", "view"], [now, now], ["e6", "e7"])
+    assert len(store.recent_user(3)) == 2
     # trending is at-least-once too: the replayed purchase counted twice (5 + 5)
     assert store.trending(2, now)[0] == (12, 10.0)
 
@@ -98,7 +101,7 @@ def test_online_store_keeps_bounded_recent_events_newest_first(redis_url):
 
     recent, trending, ok = asyncio.run(read())
     assert ok and [e.product_id for e in recent] == [14, 13, 11]
-    assert dict(trending) == {12: 10.0, 11: 3.0, 10: 1.0, 13: 1.0, 14: 1.0}
+    assert dict(trending) == {12: 10.0, 11: 3.0, 9: 2.0, 10: 1.0, 13: 1.0, 14: 1.0}
 
 
 def test_clickstream_request_id_is_optional_and_validated(lake):

@@ -7,8 +7,9 @@ loopback port in its own process group (like the embedded broker). The Faust wor
 
 Layout (all keys under ``<prefix>:``):
 
-- ``u:<user_id>`` / ``s:<session_id>``: lists of ``"<product_id>|<event_type>|<epoch ms>"``,
-  newest first, trimmed to ``max_events`` and expiring ``ttl_s`` after the last write.
+- ``u:<user_id>`` / ``s:<session_id>``: lists of
+  ``"<product_id>|<event_type>|<epoch ms>|<event_id>"``, newest first, trimmed to ``max_events``
+  and expiring ``ttl_s`` after the last write.
 - ``t:<window start>``: a sorted set of product ids scored by weighted activity (view 1, cart 3,
   purchase 5) per ``window_s`` window; kept for two windows.
 """
@@ -43,14 +44,11 @@ class RecentEvent:
     event_type: str
     ts: float  # epoch seconds
 
-    def pack(self) -> str:
-        return f"{self.product_id}|{self.event_type}|{int(self.ts * 1000)}"
-
     @staticmethod
     def unpack(raw: bytes | str) -> RecentEvent | None:
         text = raw.decode() if isinstance(raw, bytes) else raw
         try:
-            pid, etype, ms = text.split("|")
+            pid, etype, ms, _ = text.split("|", 3)
             return RecentEvent(int(pid), etype, int(ms) / 1000)
         except ValueError:
             return None
@@ -58,7 +56,7 @@ class RecentEvent:
 
 def unpack_events(raw: Sequence[bytes | str]) -> list[RecentEvent]:
     """Decode a list (newest first), dropping exact repeats: the worker lands at least once, so a
-    batch replayed after a crash pushes the same (product, type, millisecond) entries again."""
+    batch replayed after a crash pushes the same entries (same event id) again."""
     seen: set[bytes | str] = set()
     out = []
     for r in raw:
@@ -95,17 +93,18 @@ class OnlineStore:
 
     # ---- writes (the Faust worker) ------------------------------------------------------------
     def record(self, user_ids: Sequence[int], session_ids: Sequence[str], product_ids: Sequence[int],
-               event_types: Sequence[str], ts_s: Sequence[float]) -> int:
-        """Append a batch of events (in time order) in one round trip; returns events written."""
+               event_types: Sequence[str], ts_s: Sequence[float], event_ids: Sequence[str]) -> int:
+        """Append a batch of events (in time order) in one round trip; returns events written.
+        The event id in each entry lets readers drop the repeats a replayed batch pushes."""
         n = len(user_ids)
         if not n:
             return 0
         pipe = self.client.pipeline(transaction=False)
         touched: set[str] = set()
         trend: dict[str, dict[int, float]] = {}
-        for uid, sid, pid, etype, ts in zip(user_ids, session_ids, product_ids, event_types, ts_s,
-                                            strict=True):
-            packed = f"{pid}|{etype}|{int(ts * 1000)}"
+        for uid, sid, pid, etype, ts, eid in zip(user_ids, session_ids, product_ids, event_types,
+                                                 ts_s, event_ids, strict=True):
+            packed = f"{pid}|{etype}|{int(ts * 1000)}|{eid}"
             ukey, skey = self._key("u", uid), self._key("s", sid)
             pipe.lpush(ukey, packed)
             pipe.lpush(skey, packed)
@@ -302,13 +301,12 @@ class EmbeddedRedis:
         self.stop()
 
 
-def events_for_store(events: Iterable[dict[str, Any]]) -> tuple[list, list, list, list, list]:
+def events_for_store(events: Iterable[dict[str, Any]]) -> tuple[list, ...]:
     """Columns for ``OnlineStore.record`` from event dicts (timestamps as datetimes)."""
-    cols: tuple[list, list, list, list, list] = ([], [], [], [], [])
+    cols: tuple[list, ...] = ([], [], [], [], [], [])
     for e in events:
-        cols[0].append(e["user_id"])
-        cols[1].append(e["session_id"])
-        cols[2].append(e["product_id"])
-        cols[3].append(e["event_type"])
-        cols[4].append(e["timestamp"].timestamp())
+        for col, value in zip(cols, (e["user_id"], e["session_id"], e["product_id"],
+                                     e["event_type"], e["timestamp"].timestamp(), e["event_id"]),
+                              strict=True):
+            col.append(value)
     return cols

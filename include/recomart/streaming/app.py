@@ -128,7 +128,7 @@ def push_online(decoded: DecodedBatch) -> None:
     try:
         STATS["online_store_events"] += store.record(
             decoded.user_id, decoded.session_id, decoded.product_id, decoded.event_type,
-            [us / 1e6 for us in decoded.timestamp_us])
+            [us / 1e6 for us in decoded.timestamp_us], decoded.event_id)
     except Exception as exc:  # the lake is the truth; the real-time view catches up next batch
         STATS["online_store_errors"] += 1
         log.warning("online store push failed for %d events (%s); landing goes on",

@@ -99,22 +99,22 @@ class OnlineStore:
         n = len(user_ids)
         if not n:
             return 0
-        pipe = self.client.pipeline(transaction=False)
-        touched: set[str] = set()
+        lists: dict[str, list[str]] = {}
         trend: dict[str, dict[int, float]] = {}
+        prefix_u, prefix_s = f"{self.prefix}:u:", f"{self.prefix}:s:"
         for uid, sid, pid, etype, ts, eid in zip(user_ids, session_ids, product_ids, event_types,
                                                  ts_s, event_ids, strict=True):
             packed = f"{pid}|{etype}|{int(ts * 1000)}|{eid}"
-            ukey, skey = self._key("u", uid), self._key("s", sid)
-            pipe.lpush(ukey, packed)
-            pipe.lpush(skey, packed)
-            touched.add(ukey)
-            touched.add(skey)
+            lists.setdefault(prefix_u + str(uid), []).append(packed)
+            lists.setdefault(prefix_s + sid, []).append(packed)
             window = self._key("t", int(ts // self.window_s * self.window_s))
             bucket = trend.setdefault(window, {})
             bucket[pid] = bucket.get(pid, 0.0) + EVENT_WEIGHTS.get(etype, 1.0)
-        for key in touched:
-            pipe.ltrim(key, 0, self.max_events - 1)
+        pipe = self.client.pipeline(transaction=False)
+        keep = self.max_events
+        for key, values in lists.items():  # one LPUSH per key: the last value ends up first
+            pipe.lpush(key, *values[-keep:])
+            pipe.ltrim(key, 0, keep - 1)
             pipe.expire(key, self.ttl_s)
         for window, counts in trend.items():
             for pid, w in counts.items():

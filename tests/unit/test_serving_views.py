@@ -141,7 +141,7 @@ def test_exposures_decode_and_dedup(lake):
 
     good = {"request_id": "a1", "ts": "2026-12-01T10:00:00+00:00", "route": "user", "user_id": 3,
             "model": "m", "version": 2, "variant": None,
-            "items": [{"product_id": 5, "position": 1, "score": 0.5, "reason": "batch"}]}
+            "items": [{"product_id": 5, "score": 0.5, "rank": 1, "reason": "batch"}]}
     raws = [json.dumps(good).encode(), b"{oops", json.dumps({**good, "items": "x"}).encode(),
             json.dumps({k: v for k, v in good.items() if k != "request_id"}).encode(),
             json.dumps({**good, "request_id": "b2"}).encode()]

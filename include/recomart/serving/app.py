@@ -166,7 +166,7 @@ class Serving:
     async def recent(self, op: str, ident: Any) -> tuple[list[RecentEvent], bool]:
         """Recent events, and whether the online store answered."""
         if self.store is None or ident is None:
-            return [], self.store is None
+            return [], True
         t0 = time.perf_counter()
         try:
             events = await (self.store.recent_user(ident) if op == "user"
@@ -193,14 +193,28 @@ class Serving:
 
     def expose(self, route: str, request_id: str, view: BatchView | None, items: list[dict],
                user_id: int | None = None, session_id: str | None = None) -> None:
-        self.kafka.log_exposure({
+        """Log the served list (the response's own items) to the exposures topic, async."""
+        self.kafka.log_exposure(request_id, _encode({
             "request_id": request_id, "ts": datetime.now(UTC).isoformat(), "route": route,
             "user_id": user_id, "session_id": session_id,
             "model": view.model if view else None, "version": view.version if view else None,
-            "variant": None,
-            "items": [{"product_id": it.get("product_id", it.get("user_id")),
-                       "position": it["rank"], "score": it["score"],
-                       "reason": it.get("reason")} for it in items]})
+            "variant": None, "items": items}))
+
+
+def _int_param(raw: str, where: str, lo: int, hi: int) -> int:
+    """An integer parameter with the typed routes' 422 messages."""
+    digits = raw[1:] if raw[:1] == "-" else raw
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise HTTPException(422, f"invalid request: {where}: Input should be a valid integer, "
+                                 "unable to parse string as an integer")
+    value = int(raw)
+    if value < lo:
+        raise HTTPException(422, f"invalid request: {where}: Input should be greater than or "
+                                 f"equal to {lo}")
+    if value > hi:
+        raise HTTPException(422, f"invalid request: {where}: Input should be less than or "
+                                 f"equal to {hi}")
+    return value
 
 
 def _items(scored: list[blend.Scored]) -> list[dict]:
@@ -288,9 +302,18 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
         return Response(data, media_type=ctype)
 
     @app.get("/v1/users/{user_id}/recommendations", tags=["recommendations"],
-             responses={200: {"model": RecsResponse}})
-    async def user_recommendations(user_id: UserId, n: N = 10) -> JSON:
-        """The champion's list for the user merged with their recent events (see the merge rule)."""
+             responses={200: {"model": RecsResponse}}, openapi_extra={"parameters": [
+                 {"name": "user_id", "in": "path", "required": True,
+                  "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}},
+                 {"name": "n", "in": "query", "required": False,
+                  "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}]})
+    async def user_recommendations(request: Request) -> JSON:
+        """The champion's list for the user merged with their recent events (see the merge rule).
+
+        The hot route reads its two parameters itself (same rules and messages as the typed
+        routes): FastAPI's per-request parameter machinery cost ~0.2 ms here (cProfile)."""
+        user_id = _int_param(request.path_params["user_id"], "path.user_id", 0, MAX_ID)
+        n = _int_param(request.query_params.get("n", "10"), "query.n", 1, 100)
         s = state["s"]
         view = view_or_503()
         recent, online_ok = await s.recent("user", user_id)
@@ -301,9 +324,8 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
             metrics.FALLBACKS.labels("online_store_down").inc()
         need_trending = batch is None or len(batch[0]) < n
         trending = await s.trending(n) if need_trending else []
-        scored = blend.merge(batch, recent, lambda p, k: view.similar.get(p, k)[0]
-                             if p in view.similar else None, trending,
-                             [p for p, _ in view.popular[: n * 2]], n, s.rules)
+        scored = blend.merge(batch, recent, view.similar_items, trending,
+                             view.popular_ids[: n * 2], n, s.rules)
         items = _items(scored)
         rid = uuid.uuid4().hex
         metrics.ITEMS_SERVED.labels("user").inc(len(items))
@@ -326,9 +348,8 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
         given = [RecentEvent(p, "view", now) for p in reversed(body.product_ids)]
         events = given + recent
         trending = await s.trending(body.n)
-        scored = blend.merge(None, events, lambda p, k: view.similar.get(p, k)[0]
-                             if p in view.similar else None, trending,
-                             [p for p, _ in view.popular[: body.n * 2]], body.n, s.rules)
+        scored = blend.merge(None, events, view.similar_items, trending,
+                             view.popular_ids[: body.n * 2], body.n, s.rules)
         items = _items(scored)
         rid = uuid.uuid4().hex
         metrics.ITEMS_SERVED.labels("session").inc(len(items))

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,14 @@ class BatchView:
     similar: Lists
     audience: Lists
     popular: list[tuple[int, float]] = field(default_factory=list)  # by appearances in user_recs
+
+    @cached_property
+    def popular_ids(self) -> list[int]:
+        return [p for p, _ in self.popular]
+
+    def similar_items(self, product_id: int, n: int) -> list[int] | None:
+        got = self.similar.get(product_id, n)
+        return got[0] if got else None
 
     def knows_product(self, product_id: int) -> bool:
         return product_id in self.similar or product_id in self.audience

@@ -23,7 +23,6 @@ Ties break by product id, so a response is deterministic for a given state.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -62,65 +61,82 @@ def merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[
           similar: Callable[[int, int], Sequence[int] | None], trending: Sequence[int],
           popular: Sequence[int], n: int, rules: MergeRules = MergeRules()) -> list[Scored]:
     """The top ``n`` for one user/session (see the module docstring for the rule)."""
-    bought = Counter(e.product_id for e in recent if e.event_type == "purchase")
-    views = Counter(e.product_id for e in recent if e.event_type == "view")
-    engaged = {e.product_id for e in recent if e.event_type in ("add_to_cart", "purchase")}
+    items = list(batch[0]) if batch is not None else []
+    if not recent:  # the common case needs none of the real-time machinery
+        length = len(items)
+        ranked = [Scored(p, 1.0 - r / length, BATCH) for r, p in enumerate(items[:n])]
+        return _fill(ranked, n, trending, popular, frozenset())
+    bought: dict[int, int] = {}
+    views: dict[int, int] = {}
+    engaged: set[int] = set()
+    for e in recent:
+        kind, pid = e.event_type, e.product_id
+        if kind == "view":
+            views[pid] = views.get(pid, 0) + 1
+        else:
+            engaged.add(pid)
+            if kind == "purchase":
+                bought[pid] = bought.get(pid, 0) + 1
     repeat = {p for p, c in bought.items() if c >= rules.buy_again_min}
     excluded = set(bought) - repeat
 
-    best: dict[int, Scored] = {}
-
-    def offer(pid: int, score: float, reason: str) -> None:
-        if pid in excluded:
-            return
-        cur = best.get(pid)
-        if cur is None or score > cur.score:
-            best[pid] = Scored(pid, score, reason)
-
-    if batch is not None:
-        items = list(batch[0])
-        for pid, sc in zip(items, _rank_scores(items), strict=True):
-            offer(pid, sc, BATCH)
+    best: dict[int, tuple[float, str]] = {}  # product -> (score, reason)
+    length = len(items)
+    for r, pid in enumerate(items):
+        if pid not in excluded:
+            best[pid] = (1.0 - r / length, BATCH)
     anchors: list[tuple[int, bool]] = []  # (product, carted), newest first, distinct, not bought
     seen_anchor: set[int] = set()
     for e in recent:
         if len(anchors) >= rules.anchors:
             break
-        if e.event_type == "purchase" or e.product_id in bought:
+        pid = e.product_id
+        if e.event_type == "purchase" or pid in bought:
             continue
-        if e.product_id in seen_anchor:
+        if pid in seen_anchor:
             if e.event_type == "add_to_cart":  # a cart anywhere in the window marks the anchor
-                anchors = [(a, c or a == e.product_id) for a, c in anchors]
+                anchors = [(a, c or a == pid) for a, c in anchors]
             continue
-        seen_anchor.add(e.product_id)
-        anchors.append((e.product_id, e.event_type == "add_to_cart"))
-    anchor_ids = {a for a, _ in anchors}
+        seen_anchor.add(pid)
+        anchors.append((pid, e.event_type == "add_to_cart"))
     for j, (anchor, carted) in enumerate(anchors):
         sims = similar(anchor, rules.similar_per_anchor)
         if not sims:
             continue
         weight = rules.similar_weight * rules.recency_decay ** j * (rules.cart_boost if carted else 1.0)
-        for pid, sc in zip(sims, _rank_scores(list(sims)), strict=True):
-            if pid not in anchor_ids:
-                offer(int(pid), weight * sc, SIMILAR)
+        k = len(sims)
+        for r, pid in enumerate(sims):
+            if pid in seen_anchor or pid in excluded:
+                continue
+            score = weight * (1.0 - r / k)
+            cur = best.get(pid)
+            if cur is None or score > cur[0]:
+                best[pid] = (score, SIMILAR)
     for pid in repeat:
-        best[pid] = Scored(pid, rules.buy_again_score, BUY_AGAIN)
+        best[pid] = (rules.buy_again_score, BUY_AGAIN)
     for pid, c in views.items():
         if c >= rules.demote_views and pid not in engaged and pid in best:
-            cur = best[pid]
-            best[pid] = Scored(pid, cur.score * rules.demote_factor, cur.reason)
+            score, reason = best[pid]
+            best[pid] = (score * rules.demote_factor, reason)
+    top = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
+    ranked = [Scored(pid, score, reason) for pid, (score, reason) in top]
+    return _fill(ranked, n, trending, popular, frozenset(bought))
 
-    ranked = sorted(best.values(), key=lambda s: (-s.score, s.product_id))[:n]
-    if len(ranked) < n:
-        listed = {s.product_id for s in ranked}
-        floor = ranked[-1].score if ranked else 1.0
-        for source, reason in ((trending, TRENDING), (popular, POPULAR)):
-            for pid in source:
-                if len(ranked) >= n:
-                    break
-                if pid in listed or pid in bought:
-                    continue
-                floor *= 0.99
-                ranked.append(Scored(int(pid), floor, reason))
-                listed.add(pid)
+
+def _fill(ranked: list[Scored], n: int, trending: Sequence[int], popular: Sequence[int],
+          bought: frozenset[int]) -> list[Scored]:
+    """Step 5: trending, then popular items below the last score, skipping bought/listed ones."""
+    if len(ranked) >= n:
+        return ranked
+    listed = {s.product_id for s in ranked}
+    floor = ranked[-1].score if ranked else 1.0
+    for source, reason in ((trending, TRENDING), (popular, POPULAR)):
+        for pid in source:
+            if len(ranked) >= n:
+                return ranked
+            if pid in listed or pid in bought:
+                continue
+            floor *= 0.99
+            ranked.append(Scored(int(pid), floor, reason))
+            listed.add(pid)
     return ranked

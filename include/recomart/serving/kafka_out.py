@@ -10,7 +10,6 @@ broker is down, exposures wait there until ``message.timeout.ms`` and are then c
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -66,14 +65,14 @@ class KafkaOut:
             self.sent += 1
             EXPOSURES.labels("sent").inc()
 
-    def log_exposure(self, record: dict[str, Any]) -> bool:
-        """Queue one exposure; False (and counted lost) when it cannot be queued."""
+    def log_exposure(self, request_id: str, payload: bytes) -> bool:
+        """Queue one exposure record (JSON bytes); False (and counted lost) when it cannot be
+        queued."""
         if self.producer is None:
             self._lose(1, "no broker configured (RECOMART_KAFKA_BOOTSTRAP unset)")
             return False
         try:
-            self.producer.produce(self.exposures_topic, key=record["request_id"].encode(),
-                                  value=json.dumps(record, separators=(",", ":")).encode(),
+            self.producer.produce(self.exposures_topic, key=request_id.encode(), value=payload,
                                   on_delivery=self._delivered)
             return True
         except BufferError:

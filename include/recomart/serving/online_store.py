@@ -169,9 +169,11 @@ class AsyncOnlineReader:
         import redis.asyncio as aioredis
 
         self.url, self.max_events, self.window_s, self.prefix = url, max_events, window_s, prefix
+        # one connection per API worker: redis-py's pool costs more per command than the wait
+        # for a loopback round trip; commands from concurrent requests queue on it
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s,
                                               socket_connect_timeout=timeout_s,
-                                              max_connections=256)
+                                              single_connection_client=True)
 
     def _key(self, kind: str, ident: Any) -> str:
         return f"{self.prefix}:{kind}:{ident}"

@@ -9,7 +9,9 @@ Wire form::
 
     {"request_id": "9f2c...", "ts": "2026-12-01T22:40:00+00:00", "route": "user",
      "user_id": 42, "session_id": null, "model": "hybrid", "version": 3, "variant": null,
-     "items": [{"product_id": 7, "position": 1, "score": 0.93, "reason": "batch"}, ...]}
+     "items": [{"product_id": 7, "score": 0.93, "rank": 1, "reason": "batch"}, ...]}
+
+(the items exactly as the response listed them; ``rank`` lands as ``position``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _MAX_BYTES = max(DEFAULT_MAX_BYTES, 64 * 1024)
 
 
-class _Item(msgspec.Struct, gc=False):
+class _Item(msgspec.Struct, gc=False, rename={"position": "rank"}):
+    """A served item as the API answered it (``rank`` on the wire, ``position`` in the lake)."""
+
     product_id: int
     position: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
     score: float | None = None

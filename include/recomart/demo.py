@@ -2,8 +2,10 @@
 
 Generates a shop, serves its catalog over HTTP, starts the embedded Kafka-protocol broker and the
 Faust worker, streams a burst of clickstream (with some malformed messages) into the speed zone,
-then runs the batch DAG and the training DAG through Airflow itself (`airflow dags test`) and
-prints where every output is. Re-running it is safe: every stage is idempotent for its date.
+then runs the batch DAG and the training DAG through Airflow itself (`airflow dags test`), and
+ends with the serving API: one user's recommendations before and after a few events streamed
+through Kafka (``recomart.serving.demo``). Prints where every output is. Re-running it is safe:
+every stage is idempotent for its date.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class DemoOptions:
     ds: str = field(default_factory=lambda: datetime.now(UTC).date().isoformat())
     source_dir: Path | None = None
     with_stream: bool = True
+    with_serving: bool = True
 
 
 Step = Callable[[str], None]
@@ -111,6 +114,10 @@ def run_demo(opts: DemoOptions, step: Step = log.info) -> dict:
     result["validation"] = lake.read_json(lake.path("reports", f"ds={opts.ds}", "validation_summary.json"))
     latest = lake.path("serving", "latest.json")
     result["champion"] = lake.read_json(latest) if latest.exists() else None
+    if opts.with_serving and result["champion"]:
+        from recomart.serving.demo import serving_demo
+
+        result["serving"] = serving_demo(env, src.parent, step)
     return result
 
 

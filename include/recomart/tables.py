@@ -57,10 +57,11 @@ RATINGS = Dataset(
 CLICKSTREAM = Dataset(
     "clickstream",
     {"event_id": "str", "user_id": "int", "product_id": "int", "event_type": "str",
-     "session_id": "str", "timestamp": "timestamp", "price": "float"},
+     "session_id": "str", "timestamp": "timestamp", "price": "float", "request_id": "str"},
     key=("event_id",),
-    nullable=frozenset({"price"}),
-    description="Implicit feedback events (view, add_to_cart, purchase); also the Kafka payload.",
+    nullable=frozenset({"price", "request_id"}),
+    description="Implicit feedback events (view, add_to_cart, purchase); also the Kafka payload.\n"
+                "request_id (optional) names the served list (exposure) the event follows.",
 )
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (USERS, PRODUCTS, ORDERS, RATINGS, CLICKSTREAM)}

@@ -47,6 +47,9 @@ def test_demo_end_to_end(tmp_path):
     assert "valid events landed" in out and "dead-letter" in out
     speed_rows = [i for i in summary["datasets"]["clickstream"]["inputs"] if i["source"] == "speed"]
     assert speed_rows and speed_rows[0]["rows"] > 0, summary["datasets"]["clickstream"]["inputs"]
+    # the serving API's before/after: the streamed purchase and views changed the user's list
+    assert "serving API (http://127.0.0.1:" in out and "fresh events" in out, out[-3000:]
+    assert "similar_to_recent" in out and "The API was stopped" in " ".join(out.split())
     latest = json.loads((lake / "serving/latest.json").read_text())
     assert latest["version"] >= 1 and f"champion: recomart_hybrid v{latest['version']}" in out
 

@@ -4,14 +4,14 @@ One stack for the module (start-up is the expensive part): PostgreSQL, Redis, Ai
 CeleryExecutor and two Celery workers, the MLflow server, Tansu, two Faust workers, the catalog
 API and Prometheus, each a process group on a free loopback port under one folder.
 
-1. every started service is healthy; the serving replicas are listed with why they are skipped
-   until `recomart serve` exists;
+1. every started service is healthy, the two serving replicas included;
 2. a produce burst while one Faust worker is SIGKILLed: the other takes its partitions and the
    lake holds every valid event exactly once;
 3. `recomart_batch` triggered through Airflow's REST API runs on the Celery workers; the worker
    running `validate` is SIGKILLed mid-task, the task is retried on the other worker and the run
    succeeds; its merge task puts each landed event in the speed master exactly once; the Asset
-   event triggers `recomart_training`, which registers the champion on the MLflow server;
+   event triggers `recomart_training`, which registers the champion on the MLflow server, and
+   both serving replicas hot-swap to the champion's published lists;
 4. Prometheus scrapes the Faust workers' and Airflow's (StatsD) series;
 5. `stack down` leaves no process behind.
 """
@@ -25,6 +25,7 @@ import signal
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -112,9 +113,7 @@ def test_every_service_is_healthy(stack):
                 "faust-worker-2", "serving-1", "serving-2", "prometheus"}
     assert set(rows) == expected
     for name, row in rows.items():
-        if name.startswith("serving-") and row["state"] == "skipped":
-            assert "recomart serve" in row["detail"]  # guarded until the serving layer lands
-        elif name == "prometheus" and row["state"] == "skipped":
+        if name == "prometheus" and row["state"] == "skipped":
             assert "apt-get install" in row["detail"]  # test_prometheus_... skips with this reason
         else:
             assert row["state"] == "healthy", row
@@ -244,6 +243,27 @@ def test_batch_on_celery_survives_a_worker_kill_and_triggers_training(stack):
     champion = registry.get_champion(registry.HYBRID_MODEL)
     assert champion is not None and int(champion[0].version) >= 1
     assert champion[1]["ndcg_at_10"] > 0
+
+    # both serving replicas hot-swap to the published champion (they poll serving/latest.json)
+    latest = lake.read_json(lake.path("serving", "latest.json"))
+    replicas = [r["url"] for r in stack.status() if r["service"].startswith("serving-")]
+    assert len(replicas) == 2
+    for url in replicas:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                ready = json.loads(_get(f"{url}/readyz"))
+            except urllib.error.HTTPError as exc:  # 503 until the first view is loaded
+                ready = json.loads(exc.read())
+            if ready.get("ready") and str(ready.get("version")) == str(latest["version"]):
+                break
+            assert time.monotonic() < deadline, f"{url} never served v{latest['version']}: {ready}"
+            time.sleep(1)
+        from recomart.publishing import read_output
+
+        user = int(read_output(lake, "user_recs", latest=latest)["user_id"].iloc[0])
+        recs = json.loads(_get(f"{url}/v1/users/{user}/recommendations?n=5"))
+        assert recs["known_user"] and str(recs["version"]) == str(latest["version"]) and recs["items"]
 
 
 def _prometheus_series(base: str, metric: str) -> list[dict]:

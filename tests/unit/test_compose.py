@@ -24,11 +24,17 @@ def _command(service: dict) -> list[str]:
 
 def test_stack_has_the_production_parts():
     assert {"postgres", "kafka", "mlflow", "airflow-apiserver", "airflow-scheduler",
-            "airflow-dag-processor", "faust-worker", "catalog-api"} <= set(SERVICES)
+            "airflow-dag-processor", "faust-worker", "catalog-api", "redis",
+            "serving"} <= set(SERVICES)
     env = SERVICES["airflow-scheduler"]["environment"]
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
     assert env["RECOMART_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert env["RECOMART_MLFLOW_TRACKING_URI"].startswith("http://mlflow")
+    serving = SERVICES["serving"]["environment"]
+    assert serving["RECOMART_ONLINE_STORE_URL"] == "redis://redis:6379/0"
+    assert serving["RECOMART_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert SERVICES["faust-worker"]["environment"]["RECOMART_ONLINE_STORE_URL"] == \
+        serving["RECOMART_ONLINE_STORE_URL"]  # the worker writes what the API reads
 
 
 def test_dependencies_point_at_services():

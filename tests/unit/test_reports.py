@@ -51,6 +51,7 @@ def make_curated(seed: int = 7, users: int = 120, products: int = 60, clicks: in
             "session_id": [f"s{i // 5}" for i in range(clicks)],
             "timestamp": _utc(rng.integers(0, span, clicks)),
             "price": rng.uniform(5, 100, clicks).round(2),
+            "request_id": None,  # events served by the API carry one; batch exports do not
         }),
         "ratings": pd.DataFrame({
             "user_id": rng.integers(1, users + 1, ratings),

@@ -51,7 +51,7 @@ def test_bad_messages_get_their_reason_on_both_paths(raw, reason):
 
 def test_valid_event_is_typed_and_extra_fields_dropped():
     event, reason = parse_event_fast(with_(extra=1, timestamp="2024-05-01T12:00:00+02:00"))
-    assert reason is None and set(event) == set(GOOD)
+    assert reason is None and set(event) == set(GOOD) | {"request_id"}  # optional, None here
     assert event["timestamp"] == datetime(2024, 5, 1, 10, tzinfo=UTC)
     assert event == parse_event(with_(extra=1, timestamp="2024-05-01T12:00:00+02:00"))[0]
 
@@ -59,7 +59,8 @@ def test_valid_event_is_typed_and_extra_fields_dropped():
 def expected(**kw):
     """GOOD as ``parse_event`` promises to return it (aware UTC timestamp, float price),
     with ``kw`` replacing fields."""
-    return {**GOOD, "timestamp": datetime(2024, 5, 1, 10, tzinfo=UTC), "price": 9.5, **kw}
+    return {**GOOD, "timestamp": datetime(2024, 5, 1, 10, tzinfo=UTC), "price": 9.5,
+            "request_id": None, **kw}
 
 
 # (message, the decoded event it must give): an explicit expectation per input, so an input
@@ -75,6 +76,7 @@ VALID_VARIANTS = [
     (with_(timestamp="2024-05-01T12:30:00.250+02:00"),
      expected(timestamp=datetime(2024, 5, 1, 10, 30, 0, 250_000, tzinfo=UTC))),
     (with_(timestamp="2024-05-01T10:00:00Z", extra="dropped"), expected()),
+    (with_(request_id="9f2c" * 8), expected(request_id="9f2c" * 8)),  # the served list's id
 ]
 
 
@@ -113,7 +115,8 @@ def test_decode_batch_agrees_with_parse_event_per_message():
              "product_id": decoded.product_id[k], "event_type": decoded.event_type[k],
              "session_id": decoded.session_id[k],
              "timestamp": epoch + timedelta(microseconds=decoded.timestamp_us[k]),
-             "price": decoded.price[k]} for k in range(len(decoded))]
+             "price": decoded.price[k], "request_id": decoded.request_id[k]}
+            for k in range(len(decoded))]
     assert rows == [e for _, e in good]
 
 

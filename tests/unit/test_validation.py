@@ -38,7 +38,7 @@ def test_bom_header_only_and_blank_lines(tmp_path):
 def test_optional_column_missing_is_filled(tmp_path):
     parsed = _parse(tmp_path, b"event_id,user_id,product_id,event_type,session_id,timestamp\n"
                               b"e1,1,2,view,s1,2024-04-30T10:00:00Z\n")
-    assert parsed.filled_columns == ["price"]
+    assert parsed.filled_columns == ["price", "request_id"]
     assert parsed.rows.column("price").null_count == 1
 
 

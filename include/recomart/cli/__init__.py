@@ -10,6 +10,7 @@ from recomart.cli import (  # noqa: F401  (importing registers the commands)
     pipeline,
     registry,
     reports,
+    serve,
     stack,
     stream,
 )

@@ -54,6 +54,8 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
          stream_events: int = typer.Option(5000, help="Clickstream events sent through Kafka"),
          date: str = typer.Option(None, "--date", help="Logical date (default: today, UTC)"),
          no_stream: bool = typer.Option(False, "--no-stream", help="Skip the speed layer"),
+         no_serving: bool = typer.Option(False, "--no-serving",
+                                         help="Skip the serving API before/after step"),
          source_dir: Path = typer.Option(None, "--source-dir",
                                          help="Where to write the generated shop (default .demo/)"),
          ) -> None:
@@ -64,10 +66,12 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
 
     from recomart.airflow_env import AirflowRunError
     from recomart.demo import DemoOptions, run_demo
+    from recomart.errors import RecomartError
     from recomart.processes import interrupt_on_signals
 
     opts = DemoOptions(users=users, products=products, days=days, stream_events=stream_events,
-                       with_stream=not no_stream, source_dir=source_dir)
+                       with_stream=not no_stream, with_serving=not no_serving,
+                       source_dir=source_dir)
     if date:
         opts.ds = date
     started = time.monotonic()
@@ -78,7 +82,7 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
     interrupt_on_signals()  # the broker, worker and catalog API are stopped on Ctrl-C / SIGTERM
     try:
         result = run_demo(opts, step)
-    except (AirflowRunError, TimeoutError, FileNotFoundError) as exc:
+    except (AirflowRunError, TimeoutError, FileNotFoundError, RecomartError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         raise typer.Exit(1) from exc
     except KeyboardInterrupt as exc:
@@ -98,8 +102,30 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
     if champion := result.get("champion"):
         console.print(f"champion: {champion['model']} v{champion['version']} "
                       f"({champion['champion_metric']} = {champion['champion_value']:.4f})")
+    if serving := result.get("serving"):
+        console.print(_serving_table(serving))
+        events = ", ".join(f"{kind} {pid}" for pid, kind in serving["events"])
+        console.print(f"streamed through Kafka: {events}; visible in the API "
+                      f"{serving['seconds_to_fresh']}s after the broker acknowledged them. "
+                      "The API was stopped after this call.")
     console.print(f"[green]done in {time.monotonic() - started:.0f}s.[/] Next: `make ui` for the "
                   "Airflow UI, `.venv/bin/recomart mlflow-ui` for MLflow.")
+
+
+def _serving_table(serving: dict):
+    """The real-time effect: one user's list before and after the streamed events."""
+    from rich.table import Table
+
+    before, after = serving["before"], serving["after"]
+    table = Table(title=f"serving API ({serving['url']}): user {serving['user']}, "
+                        f"{after['model']} v{after['version']}")
+    for col in ("rank", "before (batch view)", f"after {after['fresh_events']} fresh events"):
+        table.add_column(col)
+    for i in range(max(len(before["items"]), len(after["items"]))):
+        cells = [f"{x['items'][i]['product_id']} ({x['items'][i]['reason']})"
+                 if i < len(x["items"]) else "" for x in (before, after)]
+        table.add_row(str(i + 1), *cells)
+    return table
 
 
 def _validation_table(result: dict):

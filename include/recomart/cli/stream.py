@@ -79,8 +79,10 @@ def worker(web_port: int = typer.Option(0, help="Faust web server port (/trendin
                                                  "settings.stream_web_host (127.0.0.1). Use "
                                                  "0.0.0.0 in a container."),
            loglevel: str = typer.Option("info", "--loglevel", "-l")) -> None:
-    """Run the Faust worker (long-running). Starts an embedded broker when no Kafka is configured."""
+    """Run the Faust worker (long-running). Starts an embedded broker when no Kafka is configured,
+    and an embedded online store (redis-server) when RECOMART_ONLINE_STORE_URL is unset."""
     from recomart.config import get_settings, reset_settings
+    from recomart.serving.online_store import EmbeddedRedis
     from recomart.streaming.broker import EmbeddedBroker
 
     if web_host:
@@ -89,7 +91,13 @@ def worker(web_port: int = typer.Option(0, help="Faust web server port (/trendin
         os.environ["RECOMART_STREAM_WEB_PORT"] = str(web_port)
     reset_settings()
     s = get_settings()
-    with EmbeddedBroker() as b:
+    with EmbeddedBroker() as b, EmbeddedRedis(s.online_store_url,
+                                              log_path=s.lake_root / "state" / "redis.log") as r:
+        if r.started:
+            os.environ["RECOMART_ONLINE_STORE_URL"] = r.url
+            reset_settings()
+            console.print(f"embedded online store on {r.url} (set RECOMART_ONLINE_STORE_URL to "
+                          "serve from it)")
         if b.started:
             os.environ["RECOMART_KAFKA_BOOTSTRAP"] = b.bootstrap
             reset_settings()

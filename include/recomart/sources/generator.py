@@ -424,6 +424,7 @@ def _clickstream(ev: Arrays, prods: Arrays, t0: int) -> tuple[pa.Table, Arrays]:
         "session_id": s_ids.take(pa.array(s_num)),
         "timestamp": _iso(t + t0),
         "price": _price_text(prods["price"][prod]),
+        "request_id": pa.nulls(len(t), pa.string()),  # exports carry no served-list id
     })
     return table, {"sess": sess, "user": user, "prod": prod, "kind": kind, "t": t}
 

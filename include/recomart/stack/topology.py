@@ -25,7 +25,7 @@ from recomart.config import Settings, project_root
 # names), the names never do: the structural test compares them.
 RECOMART_ENV = ("RECOMART_LAKE_ROOT", "RECOMART_SOURCE_DIR", "RECOMART_KAFKA_BOOTSTRAP",
                 "RECOMART_CATALOG_API_URL", "RECOMART_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI",
-                "MPLBACKEND", "GIT_PYTHON_REFRESH")
+                "RECOMART_ONLINE_STORE_URL", "MPLBACKEND", "GIT_PYTHON_REFRESH")
 AIRFLOW_ENV = ("AIRFLOW_HOME", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__DAGS_FOLDER",
                "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES",
                "AIRFLOW__CORE__PARALLELISM", "AIRFLOW__CORE__FERNET_KEY",
@@ -225,6 +225,9 @@ def stack_env(layout: Layout, ports: Ports, s: Settings, secrets: Mapping[str, s
         "RECOMART_CATALOG_API_URL": f"http://127.0.0.1:{ports.catalog}",
         "RECOMART_MLFLOW_TRACKING_URI": mlflow,
         "MLFLOW_TRACKING_URI": mlflow,
+        # the serving layer's online store: Faust workers write, serving replicas read (db 1;
+        # db 0 is the Celery broker)
+        "RECOMART_ONLINE_STORE_URL": f"redis://127.0.0.1:{ports.redis}/1",
         "AIRFLOW_HOME": str(layout.airflow_home),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
@@ -338,11 +341,12 @@ def services(layout: Layout, ports: Ports, s: Settings, *, check_optional: bool 
             phase=1))
     serve_skip = serving_available() if check_optional else ""
     for i, port in enumerate(ports.serving, start=1):
-        # The serving layer lands on another branch: this entry is live once `recomart serve` exists.
+        # liveness, not /readyz: a fresh stack has no champion yet, so no batch view to be ready
+        # with; the replicas load one (hot swap) once training publishes it
         out.append(Service(
             f"serving-{i}", "serving", (
                 "recomart", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-            "recomart", Health("http", f"http://127.0.0.1:{port}/readyz"),
+            "recomart", Health("http", f"http://127.0.0.1:{port}/healthz"),
             url=f"http://127.0.0.1:{port}", skip=serve_skip, phase=1))
     out.append(Service(
         "prometheus", "prometheus", (

@@ -13,6 +13,14 @@ Agents:
   batch is fetched while the previous one is written; commits stay in batch order. A stop waits
   for the batch in flight; any failure ends the process (``os._exit``) without a commit. The
   landing step and its commit ordering live in ``recomart.streaming.landing``.
+- ``ExposureLander`` lands the serving API's ``recommendation-exposures`` the same way (own group,
+  DLQ ``recommendation-exposures-dlq``, files in ``speed/exposures``, commit after fsync; readers
+  dedup by ``request_id``).
+- Online store: when ``RECOMART_ONLINE_STORE_URL`` is set, each landed clickstream batch is also
+  pushed (after its files are durable, before the commit) to the recent-events lists and the
+  trending window of the online store (``recomart.serving.online_store``): the real-time view the
+  API merges at request time. A failed push is logged and counted (``/stats/``), never blocks
+  landing: the lake stays the source of truth.
 - ``trend`` folds per-batch activity summaries into the tumbling-window table ``trending``
   (views / carts / purchases per product per window), served as JSON at ``/trending/``.
 - ``decide`` (see ``decisions``) scores active sessions with the champion model off the hot path.
@@ -39,7 +47,8 @@ import pyarrow as pa
 
 from recomart.config import get_settings
 from recomart.lake import Lake
-from recomart.streaming import activity, decisions, landing, metrics
+from recomart.streaming import activity, decisions, exposures, landing, metrics
+from recomart.streaming.events import DecodedBatch
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,9 @@ dead_letter = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=b
                         partitions=settings.stream_partitions)
 activity_topic = app.topic(ACTIVITY_TOPIC, value_serializer="json",
                            partitions=settings.stream_partitions, internal=True)
+exposures_dead_letter = app.topic(settings.exposures_dead_letter_topic, key_type=bytes,
+                                  value_type=bytes, key_serializer="raw", value_serializer="raw",
+                                  partitions=settings.stream_partitions)
 recommendations = app.topic(settings.recommendations_topic, key_serializer="raw",
                             value_serializer="json", partitions=settings.stream_partitions)
 
@@ -91,19 +103,55 @@ trending = app.Table("trending", default=list, partitions=settings.stream_partit
     settings.stream_window_s, expires=timedelta(seconds=settings.stream_window_s * 60),
     key_index=True).relative_to_stream()
 
-STATS: dict[str, int] = {"batches": 0, "valid": 0, "dead_letter": 0, "files": 0}
+STATS: dict[str, int] = {"batches": 0, "valid": 0, "dead_letter": 0, "files": 0,
+                         "online_store_events": 0, "online_store_errors": 0}
+EXPOSURE_STATS: dict[str, int] = {"batches": 0, "valid": 0, "dead_letter": 0, "files": 0}
+_ONLINE: dict[str, Any] = {}
+
+
+def online_store() -> Any:
+    """The online store writer (None when ``RECOMART_ONLINE_STORE_URL`` is unset)."""
+    if "store" not in _ONLINE:
+        from recomart.serving.online_store import store_from_settings
+
+        _ONLINE["store"] = store_from_settings(settings)
+        log.info("online store: %s", _ONLINE["store"].url if _ONLINE["store"] else
+                 "off (RECOMART_ONLINE_STORE_URL unset)")
+    return _ONLINE["store"]
+
+
+def push_online(decoded: DecodedBatch) -> None:
+    """Recent events per user/session and trending, for the serving API (never raises)."""
+    store = online_store()
+    if store is None or not len(decoded):
+        return
+    try:
+        STATS["online_store_events"] += store.record(
+            decoded.user_id, decoded.session_id, decoded.product_id, decoded.event_type,
+            [us / 1e6 for us in decoded.timestamp_us], decoded.event_id)
+    except Exception as exc:  # the lake is the truth; the real-time view catches up next batch
+        STATS["online_store_errors"] += 1
+        log.warning("online store push failed for %d events (%s); landing goes on",
+                    len(decoded), exc)
 TIMES: dict[str, float] = {"validate_s": 0.0, "write_s": 0.0, "dlq_wait_s": 0.0}
 
 
 class FaustDeadLetter:
-    """The dead-letter topic as a ``landing.DeadLetterSender`` (``send`` returns the ack future)."""
+    """A Faust dead-letter topic as a ``landing.DeadLetterSender`` (``send`` returns the ack
+    future)."""
+
+    def __init__(self, topic: Any) -> None:
+        self.topic = topic
 
     async def send(self, *, key: bytes | None, value: bytes | None,
                    headers: list[tuple[str, bytes]]) -> Any:
-        return await dead_letter.send(key=key, value=value, headers=headers, force=True)
+        return await self.topic.send(key=key, value=value, headers=headers, force=True)
 
 
-def _summarize(table: pa.Table) -> list[dict[str, Any]]:
+def _after_clickstream_write(table: pa.Table, decoded: DecodedBatch) -> list[dict[str, Any]]:
+    """In the writer thread, once the batch is durable: the online-store push, then the activity
+    summaries for trending and decisions."""
+    push_online(decoded)
     if settings.stream_trending or settings.stream_decisions:
         return activity.summarize(table, settings.stream_window_s, settings.stream_decisions)
     return []
@@ -113,12 +161,24 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str
     """``landing.land_batch`` with the worker's topics and settings; then the activity summaries."""
     t0 = time.perf_counter()
     counts, summaries = await landing.land_batch(
-        parts, lake, FaustDeadLetter(), topic=settings.clickstream_topic,
-        max_message_bytes=settings.stream_max_message_bytes, summarize=_summarize, times=TIMES)
+        parts, lake, FaustDeadLetter(dead_letter), topic=settings.clickstream_topic,
+        codec=landing.clickstream_codec(settings.stream_max_message_bytes),
+        after_write=_after_clickstream_write, times=TIMES)
     metrics.observe_landing(time.perf_counter() - t0)
     for summary in summaries:
         activity_topic.send_soon(value=summary, timestamp=float(summary["window_start"]),
                                  partition=summary["partition"] % settings.stream_partitions)
+    return counts
+
+
+EXPOSURES_CODEC = landing.Codec(decode=exposures.decode_exposures, to_table=exposures.exposures_table,
+                                subdir=exposures.SPEED_DIR, ts_column="ts")
+
+
+async def land_exposures(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str, int]:
+    """``landing.land_batch`` for exposure records: the same durability and commit contract."""
+    counts, _ = await landing.land_batch(parts, lake, FaustDeadLetter(exposures_dead_letter),
+                                         topic=settings.exposures_topic, codec=EXPOSURES_CODEC)
     return counts
 
 
@@ -133,6 +193,12 @@ class Lander(mode.Service):
     crash replays from the last committed batch.
     """
 
+    topic = settings.clickstream_topic
+    group = f"{settings.stream_app_id}-land"
+    stats = STATS
+    land = staticmethod(land_batch)
+    observe = True  # the Prometheus series count clickstream events
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.lake = Lake()
@@ -142,8 +208,8 @@ class Lander(mode.Service):
 
         session_ms = int(settings.stream_session_timeout_s * 1000)
         return AIOKafkaConsumer(
-            settings.clickstream_topic, bootstrap_servers=BOOTSTRAP,
-            group_id=f"{settings.stream_app_id}-land",
+            self.topic, bootstrap_servers=BOOTSTRAP,
+            group_id=self.group,
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session_ms,
             heartbeat_interval_ms=min(2000, session_ms // 4), max_poll_records=settings.stream_batch_max,
             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20,
@@ -185,12 +251,13 @@ class Lander(mode.Service):
                          exc_info=True)
             logging.shutdown()
             os._exit(70)
-        metrics.observe_commit(consumer, parts, counts)
-        STATS["batches"] += 1
+        if self.observe:
+            metrics.observe_commit(consumer, parts, counts)
+        self.stats["batches"] += 1
         for k, v in counts.items():
-            STATS[k] += v
-        if STATS["batches"] % 50 == 1:
-            log.info("landed %s", STATS)
+            self.stats[k] += v
+        if self.stats["batches"] % 50 == 1:
+            log.info("landed %s: %s", self.topic, self.stats)
 
     @mode.Service.task
     async def _landing(self) -> None:
@@ -205,13 +272,24 @@ class Lander(mode.Service):
                     await self._finish(consumer, *inflight)
                     inflight = None
                 if parts:
-                    inflight = (asyncio.ensure_future(land_batch(parts, self.lake)), parts)
+                    inflight = (asyncio.ensure_future(self.land(parts, self.lake)), parts)
         finally:
             try:
                 if inflight is not None:  # a stop waits for the batch in flight, then commits it
                     await self._finish(consumer, *inflight)
             finally:
                 await consumer.stop()
+
+
+@app.service
+class ExposureLander(Lander):
+    """Lands ``recommendation-exposures`` (group ``<app id>-land-exposures``), same loop."""
+
+    topic = settings.exposures_topic
+    group = f"{settings.stream_app_id}-land-exposures"
+    stats = EXPOSURE_STATS
+    land = staticmethod(land_exposures)
+    observe = False
 
 
 @app.agent(activity_topic, name="trend")
@@ -250,7 +328,8 @@ async def trending_page(web: faust.web.Web, request: faust.web.Request) -> faust
 
 @app.page("/stats/")
 async def stats_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-    return web.json({"landing": STATS, "seconds": {k: round(v, 3) for k, v in TIMES.items()},
+    return web.json({"landing": STATS, "exposures": EXPOSURE_STATS,
+                     "seconds": {k: round(v, 3) for k, v in TIMES.items()},
                      "decisions": decider.stats})
 
 

@@ -47,10 +47,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def default_topics(partitions: int | None = None) -> dict[str, int]:
     """The speed layer's topics and partition counts (``settings.stream_partitions`` by default;
-    the DLQ and recommendations mirror the source)."""
+    the DLQs, recommendations and the serving API's exposures mirror the source)."""
     s = get_settings()
     n = partitions or s.stream_partitions
-    return {s.clickstream_topic: n, s.dead_letter_topic: n, s.recommendations_topic: n}
+    return {s.clickstream_topic: n, s.dead_letter_topic: n, s.recommendations_topic: n,
+            s.exposures_topic: n, s.exposures_dead_letter_topic: n}
 
 
 def wait_ready(bootstrap: str, timeout: float = 30.0) -> None:

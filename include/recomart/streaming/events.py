@@ -35,6 +35,7 @@ NOT_OBJECT = "not_object"
 UNKNOWN_EVENT_TYPE = "unknown_event_type"
 OVERSIZED = "oversized"
 BAD_TIMESTAMP = "bad_timestamp"
+MAX_REQUEST_ID = 128  # the serving API's request ids are 32 hex characters
 
 
 def missing_field(name: str) -> str:
@@ -121,9 +122,12 @@ def parse_event(raw: bytes | str | None, max_bytes: int = DEFAULT_MAX_BYTES
         if not _is_number(price) or price != price or price < 0:  # NaN and negatives are bad too
             return None, wrong_type("price")
         price = float(price)
+    request_id = obj.get("request_id")
+    if request_id is not None and (not _is_text(request_id) or len(request_id) > MAX_REQUEST_ID):
+        return None, wrong_type("request_id")
     return {"event_id": event_id, "user_id": obj["user_id"], "product_id": obj["product_id"],
             "event_type": event_type, "session_id": session_id, "timestamp": ts,
-            "price": price}, None
+            "price": price, "request_id": request_id}, None
 
 
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
@@ -140,6 +144,7 @@ class _Wire(msgspec.Struct, gc=False):
     session_id: _Text
     timestamp: datetime
     price: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REQUEST_ID)] | None = None
 
 
 if set(_Wire.__struct_fields__) != set(CLICKSTREAM.columns):  # the wire and table contracts agree
@@ -162,7 +167,7 @@ def parse_event_fast(raw: bytes | str | None, max_bytes: int = DEFAULT_MAX_BYTES
         return parse_event(raw, max_bytes)
     return {"event_id": w.event_id, "user_id": w.user_id, "product_id": w.product_id,
             "event_type": w.event_type, "session_id": w.session_id, "timestamp": ts,
-            "price": None if w.price is None else float(w.price)}, None
+            "price": None if w.price is None else float(w.price), "request_id": w.request_id}, None
 
 
 def split_batch(raws: Iterable[bytes | None], max_bytes: int = DEFAULT_MAX_BYTES
@@ -205,6 +210,7 @@ class DecodedBatch:
     session_id: list[str] = field(default_factory=list)
     timestamp_us: list[int] = field(default_factory=list)
     price: list[float | None] = field(default_factory=list)
+    request_id: list[str | None] = field(default_factory=list)
     bad: list[tuple[int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -219,8 +225,8 @@ def decode_batch(raws: Sequence[bytes | None], max_bytes: int = DEFAULT_MAX_BYTE
     """
     out = DecodedBatch()
     idx, eid, uid, pid = out.index, out.event_id, out.user_id, out.product_id
-    etype, sid, tsus, price, bad = (out.event_type, out.session_id, out.timestamp_us, out.price,
-                                    out.bad)
+    etype, sid, tsus, price, rid, bad = (out.event_type, out.session_id, out.timestamp_us,
+                                         out.price, out.request_id, out.bad)
     decode, errors = _decode_wire, (msgspec.DecodeError, msgspec.ValidationError)
     epoch, one_us, lo, hi = _EPOCH, _ONE_US, _MIN_US, _MAX_US
     for i, raw in enumerate(raws):
@@ -241,6 +247,7 @@ def decode_batch(raws: Sequence[bytes | None], max_bytes: int = DEFAULT_MAX_BYTE
                     sid.append(w.session_id)
                     tsus.append(us)
                     price.append(w.price)
+                    rid.append(w.request_id)
                     continue
         event, reason = parse_event(raw, max_bytes)
         if event is None:
@@ -254,4 +261,5 @@ def decode_batch(raws: Sequence[bytes | None], max_bytes: int = DEFAULT_MAX_BYTE
         sid.append(event["session_id"])
         tsus.append((event["timestamp"] - epoch) // one_us)
         price.append(event["price"])
+        rid.append(event["request_id"])
     return out

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pyarrow as pa
 
 from recomart.lake import Lake
 from recomart.streaming.events import decode_batch
-from recomart.streaming.sink import batch_table, write_batch
+from recomart.streaming.sink import SPEED_DIR, batch_table, write_batch
 
 
 class DeadLetterSender(Protocol):
@@ -38,6 +39,28 @@ class OffsetCommitter(Protocol):
 
 
 Summarize = Callable[[pa.Table], list[dict[str, Any]]]
+AfterWrite = Callable[[pa.Table, Any], list[dict[str, Any]]]
+"""Runs in the writer thread once a batch's files are durable: ``(table, decoded) -> summaries``
+(the worker pushes the batch to the online store and summarises activity here)."""
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How one topic's messages become a landed table: the clickstream's, or the exposures'.
+
+    ``decode(values)`` returns an object with ``len()`` (valid records) and ``bad`` (``[(index,
+    reason)]``); ``to_table(decoded, partitions, offsets, kafka_ts)`` the table written under
+    ``speed/<subdir>/date=<day of ts_column>/``.
+    """
+
+    decode: Callable[[list[bytes | None]], Any]
+    to_table: Callable[..., pa.Table] = batch_table
+    subdir: str = SPEED_DIR
+    ts_column: str = "timestamp"
+
+
+def clickstream_codec(max_message_bytes: int) -> Codec:
+    return Codec(decode=lambda values: decode_batch(values, max_message_bytes))
 
 
 def dlq_headers(reason: str, topic: str, partition: int, offset: int,
@@ -54,25 +77,33 @@ def next_offsets(parts: Mapping[Any, Sequence[Any]]) -> dict[Any, int]:
 
 
 def _write(lake: Lake, topic: str, table: pa.Table, ranges: dict[int, tuple[int, int]],
-           summarize: Summarize | None) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Runs in a worker thread: the durable write, and the activity summaries beside it."""
-    files = write_batch(lake, topic, table, ranges)
-    return files, (summarize(table) if summarize is not None else [])
+           codec: Codec, decoded: Any, after_write: AfterWrite | None
+           ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Runs in a worker thread: the durable write, then ``after_write`` beside it."""
+    files = write_batch(lake, topic, table, ranges, codec.subdir, codec.ts_column)
+    return files, (after_write(table, decoded) if after_write is not None else [])
 
 
 async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter: DeadLetterSender,
-                     *, topic: str, max_message_bytes: int, summarize: Summarize | None = None,
+                     *, topic: str, max_message_bytes: int = 16 * 1024,
+                     summarize: Summarize | None = None, codec: Codec | None = None,
+                     after_write: AfterWrite | None = None,
                      times: MutableMapping[str, float] | None = None
                      ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Validate, dead-letter and durably write one batch of ``ConsumerRecord``s, given per
     topic-partition in offset order (as ``getmany`` returns them).
 
-    Returns ``(counts, activity summaries)`` once the files are durable and every dead-letter
-    send is acknowledged; raises when the lake write or a dead-letter send fails.
+    ``codec`` defaults to the clickstream's; ``summarize`` (clickstream activity) is shorthand for
+    an ``after_write`` that ignores the decoded batch. Returns ``(counts, summaries)`` once the
+    files are durable and every dead-letter send is acknowledged; raises when the lake write or a
+    dead-letter send fails.
     """
+    codec = codec or clickstream_codec(max_message_bytes)
+    if after_write is None and summarize is not None:
+        after_write = lambda table, _decoded: summarize(table)  # noqa: E731
     t0 = time.perf_counter()
     flat = [m for records in parts.values() for m in records]
-    decoded = decode_batch([m.value for m in flat], max_message_bytes)
+    decoded = codec.decode([m.value for m in flat])
     partitions: list[int] = []
     offsets: list[int] = []
     kafka_ts: list[int | None] = []
@@ -96,8 +127,9 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter
         files: list[Any] = []
         summaries: list[dict[str, Any]] = []
         if len(decoded):
-            table = batch_table(decoded, partitions, offsets, kafka_ts)
-            files, summaries = await asyncio.to_thread(_write, lake, topic, table, ranges, summarize)
+            table = codec.to_table(decoded, partitions, offsets, kafka_ts)
+            files, summaries = await asyncio.to_thread(_write, lake, topic, table, ranges, codec,
+                                                       decoded, after_write)
     except BaseException:
         for fut in pending:  # a failed batch: do not leave unobserved send futures behind
             if isinstance(fut, asyncio.Future) and not fut.done():

@@ -25,10 +25,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from recomart.lake import Lake
-from recomart.streaming.sink import SCHEMA, list_files
+from recomart.streaming.sink import SCHEMA, list_files, read_landed
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def _known_sizes(lake: Lake) -> dict[str, int]:
 
 def _read_landed(lake: Lake, path: Path) -> LandedFile:
     data = path.read_bytes()  # one read: the checksum and the rows come from the same bytes
-    table = pq.read_table(pa.BufferReader(data)).select(SCHEMA.names).cast(SCHEMA)
+    table = read_landed(pa.BufferReader(data))  # columns added later (request_id) read as null
     return LandedFile(path=path.relative_to(lake.root).as_posix(), bytes=len(data),
                       sha256=hashlib.sha256(data).hexdigest(), table=table)
 
@@ -166,4 +165,4 @@ def read_speed_zone(lake: Lake) -> pa.Table:
     files = list_files(lake)
     if not files:
         return SCHEMA.empty_table()
-    return dedup_by_event_id(pa.concat_tables([pq.read_table(p).cast(SCHEMA) for p in files]))
+    return dedup_by_event_id(pa.concat_tables([read_landed(p) for p in files]))

@@ -33,7 +33,7 @@ TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([
     ("event_id", pa.string()), ("user_id", pa.int64()), ("product_id", pa.int64()),
     ("event_type", pa.string()), ("session_id", pa.string()), ("timestamp", TS),
-    ("price", pa.float64()),
+    ("price", pa.float64()), ("request_id", pa.string()),
     ("_kafka_partition", pa.int32()), ("_kafka_offset", pa.int64()), ("_kafka_ts", TS),
 ])
 OFFSETS_KEY = b"recomart.offsets"
@@ -62,8 +62,8 @@ def file_name(topic: str, offset_ranges: Mapping[int, tuple[int, int]]) -> str:
     return f"{topic}-{batch_key(offset_ranges)}.parquet"
 
 
-def speed_root(lake: Lake) -> Path:
-    return lake.path("speed", SPEED_DIR)
+def speed_root(lake: Lake, subdir: str = SPEED_DIR) -> Path:
+    return lake.path("speed", subdir)
 
 
 def to_table(rows: Sequence[Landed]) -> pa.Table:
@@ -77,6 +77,7 @@ def to_table(rows: Sequence[Landed]) -> pa.Table:
         pa.array([e["session_id"] for e in ev], pa.string()),
         pa.array([e["timestamp"] for e in ev], TS),
         pa.array([e["price"] for e in ev], pa.float64()),
+        pa.array([e.get("request_id") for e in ev], pa.string()),
         pa.array([r.partition for r in rows], pa.int32()),
         pa.array([r.offset for r in rows], pa.int64()),
         pa.array([r.kafka_ts_ms for r in rows], pa.timestamp("ms", tz="UTC")).cast(TS),
@@ -91,9 +92,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
+def split_by_date(table: pa.Table, ts_column: str = "timestamp") -> list[tuple[str, pa.Table]]:
     """``[(event date ISO, rows of that date)]``, vectorised (usually one date per batch)."""
-    days = pc.cast(table["timestamp"], pa.date32())
+    days = pc.cast(table[ts_column], pa.date32())
     unique = pc.unique(days)
     if len(unique) == 1:
         return [(unique[0].as_py().isoformat(), table)]
@@ -102,11 +103,13 @@ def split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
 
 
 def write_batch(lake: Lake, topic: str, rows: pa.Table | Sequence[Landed],
-                offset_ranges: Mapping[int, tuple[int, int]]) -> list[Path]:
+                offset_ranges: Mapping[int, tuple[int, int]], subdir: str = SPEED_DIR,
+                ts_column: str = "timestamp") -> list[Path]:
     """Durably write one batch; ``offset_ranges`` maps partition -> (first, last) offset of the
     whole batch (valid and dead-lettered messages alike).
 
-    ``rows`` is a table in ``SCHEMA`` (the landing loop) or ``Landed`` rows. Returns the files
+    ``rows`` is a table in ``SCHEMA`` (the landing loop) or ``Landed`` rows; ``subdir`` and
+    ``ts_column`` place other landed streams (``exposures``, by ``ts``) the same way. Returns the files
     written, after their folder is fsynced. Safe to call again with the same input.
     """
     table = rows if isinstance(rows, pa.Table) else to_table(rows)
@@ -115,13 +118,23 @@ def write_batch(lake: Lake, topic: str, rows: pa.Table | Sequence[Landed],
     meta = {OFFSETS_KEY: json.dumps({str(p): list(r) for p, r in sorted(offset_ranges.items())})}
     name = file_name(topic, offset_ranges)
     written: list[Path] = []
-    for day, part in split_by_date(table):
-        path = speed_root(lake) / f"date={day}" / name
+    for day, part in split_by_date(table, ts_column):
+        path = speed_root(lake, subdir) / f"date={day}" / name
         lake.write_parquet(path, part.replace_schema_metadata(meta))
         written.append(path)
     for folder in {p.parent for p in written}:
         _fsync_dir(folder)
     return written
+
+
+def read_landed(path: Path, schema: pa.Schema = SCHEMA) -> pa.Table:
+    """One landed file in ``schema``; columns added to the contract later (``request_id``) are
+    null in files written before them."""
+    table = pq.read_table(path)
+    for name in schema.names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
+    return table.select(schema.names).cast(schema)
 
 
 def list_files(lake: Lake) -> list[Path]:
@@ -161,6 +174,7 @@ def batch_table(decoded: DecodedBatch, partitions: Sequence[int], offsets: Seque
         pa.array(decoded.session_id, pa.string()),
         pa.array(decoded.timestamp_us, TS),
         pa.array(decoded.price, pa.float64()),
+        pa.array(decoded.request_id, pa.string()),
         source(partitions, pa.int32()),
         source(offsets, pa.int64()),
         source(kafka_ts_ms, pa.timestamp("ms", tz="UTC")).cast(TS),

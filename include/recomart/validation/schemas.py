@@ -114,6 +114,7 @@ class ClickstreamModel(_Base):
     session_id: Series[str] = pa.Field(nullable=False)
     timestamp: Series[Ts] = pa.Field(nullable=False)
     price: Series[float] = pa.Field(nullable=True)
+    request_id: Series[str] = pa.Field(nullable=True)
 
     @pa.check("event_type", name="unknown_event_type")
     def _event_type(cls, s: Series[str]) -> Series[bool]:

@@ -1,0 +1,218 @@
+"""The batch view: the champion's published lists in compact arrays, hot-swapped atomically.
+
+Each output (``user_recs``, ``similar_items``, ``audience``) becomes a CSR-like ``Lists``: sorted
+key ids, offsets, and flat item / score arrays, so a lookup is one binary search and two slices
+(100k users x 20 items is ~2.4M items: about 30 MB). ``ViewHolder`` polls
+``serving/latest.json``; when it names another folder (or was rewritten), the new version is
+loaded in a background thread and swapped in with one reference assignment: requests in flight
+keep the view they started with, and none ever sees a half-loaded view.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from recomart.errors import RecomartError
+from recomart.lake import Lake
+from recomart.publishing import LATEST, MANIFEST, OUTPUT_KEYS, read_latest
+
+log = logging.getLogger(__name__)
+
+
+class BatchViewError(RecomartError):
+    """A published folder cannot be loaded (missing manifest or output, wrong columns)."""
+
+
+@dataclass(frozen=True)
+class Lists:
+    """``key -> (items, scores)`` best first, in flat arrays."""
+
+    keys: np.ndarray  # int64, sorted, unique
+    offsets: np.ndarray  # int64, len(keys) + 1
+    items: np.ndarray  # int64
+    scores: np.ndarray  # float32
+
+    @staticmethod
+    def empty() -> Lists:
+        return Lists(np.empty(0, np.int64), np.zeros(1, np.int64), np.empty(0, np.int64),
+                     np.empty(0, np.float32))
+
+    @staticmethod
+    def from_columns(keys: np.ndarray, items: np.ndarray, scores: np.ndarray,
+                     ranks: np.ndarray) -> Lists:
+        if not len(keys):
+            return Lists.empty()
+        order = np.lexsort((ranks, keys))
+        keys, items, scores = keys[order], items[order], scores[order]
+        uniq, starts = np.unique(keys, return_index=True)
+        offsets = np.append(starts, len(keys)).astype(np.int64)
+        return Lists(uniq.astype(np.int64), offsets, items.astype(np.int64),
+                     scores.astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, key: int) -> bool:
+        return self.row(key) >= 0
+
+    def row(self, key: int) -> int:
+        i = int(np.searchsorted(self.keys, key))
+        return i if i < len(self.keys) and int(self.keys[i]) == key else -1
+
+    def get(self, key: int, n: int | None = None) -> tuple[list[int], list[float]] | None:
+        i = self.row(key)
+        if i < 0:
+            return None
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        if n is not None:
+            b = min(b, a + n)
+        return self.items[a:b].tolist(), self.scores[a:b].tolist()
+
+    @property
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.offsets.nbytes + self.items.nbytes + self.scores.nbytes
+
+
+@dataclass(frozen=True)
+class BatchView:
+    model: str
+    version: int
+    path: str
+    computed_at: float  # epoch seconds of the publication (events after it are "fresh")
+    signature: str
+    user_recs: Lists
+    similar: Lists
+    audience: Lists
+    popular: list[tuple[int, float]] = field(default_factory=list)  # by appearances in user_recs
+
+    @cached_property
+    def popular_ids(self) -> list[int]:
+        return [p for p, _ in self.popular]
+
+    def similar_items(self, product_id: int, n: int) -> list[int] | None:
+        got = self.similar.get(product_id, n)
+        return got[0] if got else None
+
+    def knows_product(self, product_id: int) -> bool:
+        return product_id in self.similar or product_id in self.audience
+
+    @property
+    def nbytes(self) -> int:
+        return self.user_recs.nbytes + self.similar.nbytes + self.audience.nbytes
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "path": self.path,
+                "users": len(self.user_recs), "products": len(self.similar),
+                "computed_at": datetime.fromtimestamp(self.computed_at, UTC).isoformat(),
+                "bytes": self.nbytes}
+
+
+def _signature(latest: dict[str, Any]) -> str:
+    return f"{latest.get('path')}@{latest.get('updated_at')}"
+
+
+def _read_lists(lake: Lake, rel: str, output: str) -> Lists:
+    key, item, score, rank = OUTPUT_KEYS[output]
+    path = lake.root / rel
+    if not path.exists():
+        raise BatchViewError(f"published output {path} is missing")
+    try:
+        t = pq.read_table(path, columns=[key, item, score, rank])
+    except (KeyError, ValueError) as exc:
+        raise BatchViewError(f"{path}: cannot read columns {key, item, score, rank}: {exc}") from exc
+    return Lists.from_columns(t[key].to_numpy(), t[item].to_numpy(),
+                              t[score].to_numpy().astype(np.float32, copy=False), t[rank].to_numpy())
+
+
+def load_view(lake: Lake, latest: dict[str, Any] | None = None) -> BatchView:
+    """Load the folder ``serving/latest.json`` names (or ``latest``)."""
+    latest = latest if latest is not None else read_latest(lake)
+    if latest is None:
+        raise BatchViewError(f"nothing published yet: {lake.path('serving', LATEST)} is missing "
+                             "(run the training DAG, or `recomart demo`)")
+    folder = lake.root / latest["path"]
+    if not (folder / MANIFEST).exists():
+        raise BatchViewError(f"{folder} has no {MANIFEST}: publication incomplete")
+    manifest = lake.read_json(folder / MANIFEST)
+    outputs = latest.get("outputs") or {k: v["path"] for k, v in manifest["outputs"].items()}
+    user_recs = _read_lists(lake, outputs["user_recs"], "user_recs")
+    similar = _read_lists(lake, outputs["similar_items"], "similar_items")
+    audience = _read_lists(lake, outputs["audience"], "audience")
+    popular: list[tuple[int, float]] = []
+    if len(user_recs.items):
+        ids, counts = np.unique(user_recs.items, return_counts=True)
+        top = np.argsort(-counts, kind="stable")[:200]
+        total = float(counts.sum())
+        popular = [(int(ids[i]), float(counts[i]) / total) for i in top]
+    published = manifest.get("published_at") or latest.get("updated_at")
+    try:
+        computed_at = datetime.fromisoformat(published).timestamp() if published else 0.0
+    except ValueError:
+        computed_at = 0.0
+    return BatchView(model=str(latest["model"]), version=int(latest["version"]),
+                     path=str(latest["path"]), computed_at=computed_at,
+                     signature=_signature(latest), user_recs=user_recs, similar=similar,
+                     audience=audience, popular=popular)
+
+
+class ViewHolder:
+    """The view in use, and a background loop that swaps in a new one when latest.json changes."""
+
+    def __init__(self, lake: Lake, poll_s: float = 5.0,
+                 on_swap: Callable[[BatchView | None, BatchView], None] | None = None) -> None:
+        self.lake, self.poll_s, self.on_swap = lake, poll_s, on_swap
+        self.view: BatchView | None = None
+        self.last_error: str | None = None
+        self.swaps = 0
+        self._lock = threading.Lock()  # one loader at a time (poll loop vs. reload endpoint)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self, force: bool = False) -> bool:
+        """Load and switch if latest.json names something new; True when a swap happened.
+        A failed load keeps the current view and records the error."""
+        with self._lock:
+            try:
+                latest = read_latest(self.lake)
+                if latest is None:
+                    self.last_error = f"nothing published yet ({self.lake.path('serving', LATEST)})"
+                    return False
+                current = self.view
+                if not force and current is not None and current.signature == _signature(latest):
+                    return False
+                new = load_view(self.lake, latest)
+            except Exception as exc:  # keep serving the old view; readiness shows the error
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("batch view not (re)loaded: %s", self.last_error)
+                return False
+            self.view = new  # the atomic switch
+            self.last_error = None
+            self.swaps += 1
+        log.info("batch view now %s v%s (%d users, %d products, %.1f MB)", new.model, new.version,
+                 len(new.user_recs), len(new.similar), new.nbytes / 1e6)
+        if self.on_swap:
+            self.on_swap(current, new)
+        return True
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, name="batch-view-reload", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
         description="Pre-experiment covariate for CUPED (feature-store reference table:feature).")
     experiment_log_mlflow: bool = Field(default=True,
                                         description="Log each readout (metrics, JSON, PDF) to MLflow.")
+    experiment_refresh_s: float = Field(
+        default=30.0, gt=0, description="How often the serving API re-reads running experiments "
+                                        "(and re-resolves their model aliases).")
 
     @field_validator("lake_root", "source_dir", "stack_dir")
     @classmethod

@@ -37,6 +37,8 @@ SCHEMA = pa.schema([
     ("request_id", pa.string()), ("ts", TS), ("route", pa.string()), ("user_id", pa.int64()),
     ("session_id", pa.string()), ("model", pa.string()), ("version", pa.int64()),
     ("variant", pa.string()), ("items", pa.list_(ITEM)),
+    ("experiment", pa.string()), ("experiment_revision", pa.int64()),
+    ("assignment_probability", pa.float64()),
     ("_kafka_partition", pa.int32()), ("_kafka_offset", pa.int64()), ("_kafka_ts", TS),
 ])
 INVALID = "invalid_exposure"  # dead-letter reason (with the validator's message after a colon)
@@ -63,6 +65,9 @@ class _Exposure(msgspec.Struct, gc=False):
     model: str | None = None
     version: int | None = None
     variant: str | None = None
+    experiment: str | None = None
+    experiment_revision: int | None = None
+    assignment_probability: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
 
 
 _decode = msgspec.json.Decoder(_Exposure).decode
@@ -121,6 +126,9 @@ def exposures_table(decoded: DecodedExposures, partitions: Sequence[int], offset
         pa.array([r.variant for r in rows], pa.string()),
         pa.array([[{"product_id": it.product_id, "position": it.position, "score": it.score,
                     "reason": it.reason} for it in r.items] for r in rows], pa.list_(ITEM)),
+        pa.array([r.experiment for r in rows], pa.string()),
+        pa.array([r.experiment_revision for r in rows], pa.int64()),
+        pa.array([r.assignment_probability for r in rows], pa.float64()),
         pa.array([partitions[i] for i in take], pa.int32()),
         pa.array([offsets[i] for i in take], pa.int64()),
         pa.array([kafka_ts_ms[i] for i in take], pa.timestamp("ms", tz="UTC")).cast(TS),
@@ -137,7 +145,9 @@ def read_exposures(lake: Lake) -> pa.Table:
     files = list_exposure_files(lake)
     if not files:
         return SCHEMA.empty_table()
-    table = pa.concat_tables([pq.read_table(p).cast(SCHEMA) for p in files])
+    from recomart.streaming.sink import read_landed  # older files: newer columns read as null
+
+    table = pa.concat_tables([read_landed(p, SCHEMA) for p in files])
     idx = pa.array(range(table.num_rows), pa.int64())
     first = (table.append_column("_i", idx).group_by("request_id")
              .aggregate([("_i", "min")]))["_i_min"]

@@ -8,10 +8,13 @@ topic, and readers dedup by ``request_id`` (a replay after a crash re-lands a ba
 Wire form::
 
     {"request_id": "9f2c...", "ts": "2026-12-01T22:40:00+00:00", "route": "user",
-     "user_id": 42, "session_id": null, "model": "hybrid", "version": 3, "variant": null,
+     "user_id": 42, "session_id": null, "model": "hybrid", "version": 3,
+     "experiment": "hybrid-v2", "experiment_revision": 1, "variant": "treatment",
+     "assignment_probability": 0.5,
      "items": [{"product_id": 7, "score": 0.93, "rank": 1, "reason": "batch"}, ...]}
 
-(the items exactly as the response listed them; ``rank`` lands as ``position``).
+(the items exactly as the response listed them; ``rank`` lands as ``position``). The experiment
+fields are null outside experiments (``recomart.experiments.routing``).
 """
 
 from __future__ import annotations

@@ -139,8 +139,8 @@ def build_pdf(readout: Mapping[str, Any]) -> bytes:
     else:
         pdf.note("No secondary metrics configured (or not enough units).")
 
-    pdf.section("Cumulative lift by day")
     chart = lift_chart(r.get("daily", []), r["primary_metric"])
+    pdf.section("Cumulative lift by day", min_space=(pdf.figure_height(chart) + 20) if chart else 40)
     if chart:
         pdf.figure(chart)
         last = [d for d in r["daily"] if "diff" in d][-1]

@@ -31,7 +31,7 @@ def test_stack_has_the_production_parts():
     assert env["RECOMART_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert env["RECOMART_MLFLOW_TRACKING_URI"].startswith("http://mlflow")
     serving = SERVICES["serving"]["environment"]
-    assert serving["RECOMART_ONLINE_STORE_URL"] == "redis://redis:6379/0"
+    assert serving["RECOMART_ONLINE_STORE_URL"] == "redis://redis:6379/1"  # db 0: Celery
     assert serving["RECOMART_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert SERVICES["faust-worker"]["environment"]["RECOMART_ONLINE_STORE_URL"] == \
         serving["RECOMART_ONLINE_STORE_URL"]  # the worker writes what the API reads

@@ -39,3 +39,18 @@ def read_curated(lake: Lake, dataset: str, version: int | None, cut: pd.Timestam
         df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).astype(TS)
         df = df[df["timestamp"] < cut]
     return df[list(spec.columns)].reset_index(drop=True)
+
+
+def published_version(lake: Lake, dataset: str, ds: str) -> int | None:
+    """Which version of ``curated/<dataset>`` to read for logical date ``ds``: the one function
+    every reader calls, so a backfill for an older ``ds`` never reads a newer run's data.
+
+    Today: the newest version whose commit metadata ``logical_date`` is <= ``ds``. None when the
+    table is missing or no version qualifies (the reader gets an empty frame).
+    """
+    if not lake.table_exists("curated", dataset):
+        return None
+    versions = [int(h["version"]) for h in lake.table_history("curated", dataset)
+                if h.get("version") is not None and h.get("logical_date")
+                and str(h["logical_date"])[:10] <= ds]
+    return max(versions) if versions else None

@@ -180,8 +180,8 @@ class Lake:
     def table_history(self, zone: str, name: str) -> list[dict[str, Any]]:
         return list(self._delta(zone, name).history())
 
-    def table_schema(self, zone: str, name: str) -> list[tuple[str, str]]:
-        schema = pa.schema(self._delta(zone, name).schema().to_arrow())
+    def table_schema(self, zone: str, name: str, version: int | None = None) -> list[tuple[str, str]]:
+        schema = pa.schema(self._delta(zone, name, version).schema().to_arrow())
         return [(f.name, str(f.type)) for f in schema]
 
     def table_stats(self, zone: str, name: str, version: int | None = None) -> dict[str, int]:

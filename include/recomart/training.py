@@ -30,7 +30,7 @@ import pandas as pd
 
 from recomart import registry
 from recomart.config import get_settings
-from recomart.curated import logical_date_end, read_curated
+from recomart.curated import logical_date_end, published_version, read_curated
 from recomart.lake import Lake, LakeError
 
 log = logging.getLogger(__name__)
@@ -43,17 +43,22 @@ FEATURE_TABLES = {"user_features": "user_id", "item_features": "product_id"}
 
 
 # ---- inputs ----------------------------------------------------------------------------------
-def _version(lake: Lake, zone: str, name: str) -> int | None:
+def feature_version(lake: Lake, table: str, ds: str) -> int | None:
+    """The feature-table version to read for ``ds``: the newest one whose build was for a date
+    <= ``ds`` (commit metadata ``recomart.ds``), so a later date's build never leaks in."""
     try:
-        return lake.table_version(zone, name)
+        history = lake.table_history("features", table)
     except LakeError:
         return None
+    versions = [int(h["version"]) for h in history if h.get("version") is not None
+                and h.get("recomart.ds") and str(h["recomart.ds"])[:10] <= ds]
+    return max(versions) if versions else None
 
 
-def _numeric_features(lake: Lake, table: str, key: str) -> list[str]:
+def _numeric_features(lake: Lake, table: str, key: str, version: int) -> list[str]:
     skip = {key, "feature_timestamp", "_ds", "_run_id"}
     numeric = ("int", "float", "double", "bool", "decimal")
-    return [n for n, t in lake.table_schema("features", table)
+    return [n for n, t in lake.table_schema("features", table, version=version)
             if n not in skip and t.startswith(numeric)]
 
 
@@ -65,6 +70,7 @@ class TrainingInputs:
     users: pd.DataFrame
     products: pd.DataFrame
     feature_refs: dict[str, list[str]]
+    feature_versions: dict[str, int]
 
 
 def read_inputs(lake: Lake, data: dict[str, Any]) -> TrainingInputs:
@@ -79,14 +85,17 @@ def read_inputs(lake: Lake, data: dict[str, Any]) -> TrainingInputs:
         users = users[signup.isna() | (signup < cut)].reset_index(drop=True)
     events = interactions_from_tables({t: frames[t] for t in INTERACTION_TABLES})
     refs = {t: info["columns"] for t, info in data.get("features", {}).items()}
-    return TrainingInputs(events, users, frames["products"], refs)
+    versions = {t: int(info["version"]) for t, info in data.get("features", {}).items()}
+    return TrainingInputs(events, users, frames["products"], refs, versions)
 
 
 def point_in_time_features(lake: Lake, refs: dict[str, list[str]],
-                           at: pd.Series | pd.Timestamp, ids: dict[str, np.ndarray]
+                           at: pd.Series | pd.Timestamp, ids: dict[str, np.ndarray],
+                           versions: dict[str, int] | None = None
                            ) -> dict[str, pd.DataFrame | None]:
     """``{"user_features": frame, "item_features": frame}`` from the feature store, each entity
-    row joined to the latest snapshot at or before its time ``at`` (a per-user Series or one time)."""
+    row joined to the latest snapshot at or before its time ``at`` (a per-user Series or one time),
+    read at the pinned Delta ``versions`` (``{table: version}``)."""
     from recomart.features import FeatureStore
 
     store = FeatureStore(lake)
@@ -100,28 +109,35 @@ def point_in_time_features(lake: Lake, refs: dict[str, list[str]],
             entity["event_timestamp"] = entity[key].map(at).fillna(at.max())
         else:
             entity["event_timestamp"] = at.min() if isinstance(at, pd.Series) else at
-        frame = store.get_historical_features(entity, [f"{table}:{c}" for c in columns])
+        frame = store.get_historical_features(entity, [f"{table}:{c}" for c in columns],
+                                              versions=versions)
         out[table] = frame.drop(columns="event_timestamp")
     return out
 
 
 def load_training_data(lake: Lake, ds: str) -> dict[str, Any]:
-    """Pin the curated and feature table versions to train on; fail early when there is no data."""
+    """Pin the curated and feature table versions to train on; fail early when there is no data.
+
+    Curated versions come from ``recomart.curated.published_version`` (the version published for
+    ``ds``), feature versions from ``feature_version``: re-running for a date pins the same ones
+    and every later task reads exactly these."""
     cut = logical_date_end(ds)
     tables: dict[str, Any] = {}
     for t in (*INTERACTION_TABLES, *ENTITY_TABLES):
-        version = _version(lake, "curated", t)
+        version = published_version(lake, t, ds)
         rows = len(read_curated(lake, t, version, cut)) if version is not None else 0
         tables[t] = {"version": version, "rows": rows}
     if not any(tables[t]["rows"] for t in INTERACTION_TABLES):
         raise ValueError(f"no curated interactions before {cut} in {lake.root}: run the batch DAG first")
     features: dict[str, Any] = {}
     for table, key in FEATURE_TABLES.items():
-        version = _version(lake, "features", table)
+        version = feature_version(lake, table, ds)
         if version is None:
-            log.warning("feature table %s missing: the hybrid trains on its own features only", table)
+            log.warning("feature table %s has no build for %s or earlier: the hybrid trains on its "
+                        "own features only", table, ds)
             continue
-        features[table] = {"version": version, "columns": _numeric_features(lake, table, key)}
+        features[table] = {"version": version,
+                           "columns": _numeric_features(lake, table, key, version)}
     data = {"ds": ds, "as_of": cut.isoformat(), "tables": tables, "features": features}
     data["fingerprint"] = _fingerprint(data)
     log.info("training data %s: %s", ds, {t: i["rows"] for t, i in tables.items()})
@@ -176,8 +192,10 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
     item_ids = inputs.events["product_id"].unique()
     ids = {"user_id": np.union1d(user_ids, inputs.users["user_id"].to_numpy()),
            "product_id": np.union1d(item_ids, inputs.products["product_id"].to_numpy())}
-    eval_feats = point_in_time_features(lake, inputs.feature_refs, split.cutoff, ids)
-    final_feats = point_in_time_features(lake, inputs.feature_refs, pd.Timestamp(data["as_of"]), ids)
+    eval_feats = point_in_time_features(lake, inputs.feature_refs, split.cutoff, ids,
+                                        inputs.feature_versions)
+    final_feats = point_in_time_features(lake, inputs.feature_refs, pd.Timestamp(data["as_of"]), ids,
+                                         inputs.feature_versions)
 
     tags = {**key, "recomart.airflow_run_id": airflow_run_id or "", "ds": ds}
     with registry.start_run(EXPERIMENT, run_name=f"training-{ds}", tags=tags) as run:

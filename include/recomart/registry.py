@@ -394,13 +394,19 @@ def get_champion(name: str) -> tuple[ModelVersion, dict[str, float]] | None:
 
 @_configured
 def promote_if_better(name: str, candidate_version: int | str, metric: str = PROMOTION_METRIC,
-                      margin: float | None = None) -> dict[str, Any]:
+                      margin: float | None = None, *, champion_value: float | None = None,
+                      rescored_version: int | None = None, rescored: bool = False) -> dict[str, Any]:
     """Give ``candidate_version`` the ``@champion`` alias iff it beats the champion by > margin.
 
     No champion yet: the candidate wins. The decision and both figures are written to the
     candidate's run (params ``promotion.*``, metrics ``promotion.candidate_*``/``champion_*``, tag
     ``promotion.decision``, artifact ``promotion/decision.json``) and to the version's tags.
     Calling it twice for the same candidate gives the same decision (idempotent).
+
+    ``rescored=True`` (the training run): the champion's figure is ``champion_value``, its score
+    on the candidate's own holdout, not the figure it logged on its older holdout. It must be the
+    champion that was re-scored (``rescored_version``), else the candidate is kept: comparing
+    with a champion no one scored on this holdout would be guessing.
     """
     from datetime import UTC, datetime
 
@@ -413,13 +419,21 @@ def promote_if_better(name: str, candidate_version: int | str, metric: str = PRO
         raise ValueError(f"{name} v{candidate.version}: run {candidate.run_id} has no metric {key}")
     current = get_champion(name)
     champ_version = int(current[0].version) if current else None
-    champ_value = current[1].get(key) if current else None
+    champ_logged = current[1].get(key) if current else None
+    champ_value = champ_logged
+    if rescored and current is not None:
+        champ_value = None if champion_value is None else float(champion_value)
 
     if champ_version == int(candidate.version):
         prior = candidate.tags.get("promotion.decision", "promoted")
         decision, reason = prior, "candidate already holds @champion"
     elif current is None:
         decision, reason = "promoted", "no champion yet"
+    elif rescored and rescored_version != champ_version:
+        decision, reason = "kept", (f"champion is v{champ_version} but v{rescored_version} was "
+                                    "re-scored on this holdout: re-run the training")
+    elif rescored and champ_value is None:
+        decision, reason = "kept", f"champion v{champ_version} could not be re-scored (no recipe)"
     elif champ_value is None:
         decision, reason = "promoted", f"champion v{champ_version} has no {key}"
     elif cand_value > champ_value + margin:
@@ -433,6 +447,8 @@ def promote_if_better(name: str, candidate_version: int | str, metric: str = PRO
         "model": name, "metric": key, "margin": margin, "decision": decision, "reason": reason,
         "candidate_version": int(candidate.version), "candidate_value": cand_value,
         "previous_champion_version": champ_version, "previous_champion_value": champ_value,
+        "previous_champion_logged_value": champ_logged,
+        "champion_figure": "re-scored on this holdout" if rescored else "logged",
         "champion_version": int(candidate.version) if decision == "promoted" else champ_version,
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -457,6 +473,9 @@ def _record_decision(run_id: str | None, name: str, version: str, result: Mappin
     c.log_metric(run_id, "promotion.candidate_value", float(result["candidate_value"]))
     if result["previous_champion_value"] is not None:
         c.log_metric(run_id, "promotion.champion_value", float(result["previous_champion_value"]))
+    if result.get("previous_champion_logged_value") is not None:
+        c.log_metric(run_id, "promotion.champion_logged_value",
+                     float(result["previous_champion_logged_value"]))
     c.log_metric(run_id, "promotion.promoted", 1.0 if result["decision"] == "promoted" else 0.0)
     for k in ("decision", "reason", "previous_champion_version"):
         c.set_tag(run_id, f"promotion.{k}", str(result[k]))

@@ -157,37 +157,95 @@ def _log_model_results(results: dict[str, dict[str, Any]]) -> dict[str, dict[str
     return clean
 
 
+def selection_protocol(inputs: TrainingInputs, orders: pd.DataFrame) -> tuple[str, dict[str, Any]]:
+    """``next_basket`` for a repeat-heavy shop (share of repeat order lines measured from the data,
+    or forced by ``RECOMART_MODELS_REPEAT_HEAVY``), else ``explore``."""
+    from recomart.models.protocols import repeat_share
+
+    settings = get_settings()
+    repeat = repeat_share(orders)
+    forced = settings.models_repeat_heavy
+    heavy = forced if forced is not None else repeat["repeat_share"] >= settings.models_repeat_share
+    info = {**repeat, "repeat_heavy": bool(heavy), "forced": forced is not None,
+            "threshold": settings.models_repeat_share}
+    return ("next_basket" if heavy else "explore"), info
+
+
+def make_split(protocol: str, inputs: TrainingInputs, orders: pd.DataFrame):
+    from recomart.models.protocols import ProtocolError, explore_split, next_basket_split
+
+    if protocol == "next_basket":
+        try:
+            return next_basket_split(inputs.events, orders)
+        except ProtocolError as exc:
+            log.warning("next-basket protocol impossible (%s): selecting on explore", exc)
+    return explore_split(inputs.events)
+
+
+def rescore_champion(split, inputs: TrainingInputs, feats: dict[str, pd.DataFrame | None],
+                     seed: int) -> dict[str, Any] | None:
+    """The current ``@champion`` scored on *this* holdout: its recipe (model + hyper-parameters,
+    from its run) refitted on this run's training part. Scoring its artefact instead would let a
+    champion trained up to a later or equal date see the holdout period."""
+    from recomart.models.evaluate import fit_model, score_model
+
+    current = registry.get_champion(MODEL_NAME)
+    if current is None:
+        return None
+    version, logged = current
+    params = registry.get_run(version.run_id)["params"] if version.run_id else {}
+    recipe = json.loads(params["recipe"]) if "recipe" in params else None
+    out: dict[str, Any] = {"version": int(version.version), "logged_metrics": logged}
+    if recipe is None:
+        out.update(how="not re-scored: the champion's run has no recipe", metrics=None)
+        return out
+    model = fit_model(recipe["model"], recipe["params"], seed, split.train, inputs.products,
+                      inputs.users, user_features=feats["user_features"],
+                      item_features=feats["item_features"])
+    out.update(how=f"{recipe['model']} refitted on this holdout's training part",
+               recipe=recipe, metrics=score_model(model, split))
+    return out
+
+
 def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
                        model_params: dict[str, Any] | None = None, rating_folds: int = 3,
                        airflow_run_id: str | None = None) -> dict[str, Any]:
-    """Evaluate all models on one holdout, fit the hybrid on all data, log everything to MLflow.
+    """Evaluate every model and the re-scored champion on one holdout, register the best.
 
-    Hyper-parameters are tuned on the training part of the split (EASE lambda, SVD), then
-    ``model_params`` overrides win (``{"tune": false}`` skips tuning: defaults + overrides).
-    Returns ``{run_id, model_uri, metrics, ...}``.
+    The holdout follows the shop: repeat-heavy shops select on the next-basket protocol, others
+    on explore (``recomart.models.protocols``). Hyper-parameters are tuned on its training part,
+    then ``model_params`` overrides win (``{"tune": false}`` skips tuning; ``{"select": [...]}``
+    limits which models may be chosen). The chosen model is the hybrid when it wins, else the
+    winner wrapped with the hybrid's similar items, audiences and cold start. Returns ``{run_id,
+    model_uri, metrics, selected, champion, ...}``.
     """
-    from recomart.models.evaluate import evaluate_models
+    from recomart.models.evaluate import PROTOCOL_MODELS, evaluate_split
     from recomart.models.evaluate import tune as tune_params
-    from recomart.models.hybrid import train_hybrid
-    from recomart.models.split import resolve_relevance, temporal_split
+    from recomart.models.split import resolve_relevance
     from recomart.reports.model import metrics_chart
 
     settings = get_settings()
     overrides = dict(model_params or {})
     tune = bool(overrides.pop("tune", True))
+    selectable = list(overrides.pop("select", None) or PROTOCOL_MODELS)
     key = {"recomart.ds": ds, "recomart.fingerprint":
            _fingerprint({"data": data["fingerprint"], "params": model_params or {},
-                         "seed": settings.seed, "folds": rating_folds})}
+                         "seed": settings.seed, "folds": rating_folds,
+                         "repeat": [settings.models_repeat_heavy, settings.models_repeat_share]})}
     reused = registry.find_run(EXPERIMENT, key)
     if reused:
         run = registry.get_run(reused)
         log.info("reusing finished MLflow run %s for %s (same inputs and parameters)", reused, ds)
         return _train_summary(ds, reused, run["tags"]["recomart.model_uri"], run["metrics"],
-                              reused=True)
+                              reused=True, run=run)
 
     inputs = read_inputs(lake, data)
+    orders = read_curated(lake, "orders", data["tables"]["orders"]["version"],
+                          pd.Timestamp(data["as_of"]))
     started = time.perf_counter()
-    split = temporal_split(inputs.events)
+    protocol, repeat = selection_protocol(inputs, orders)
+    split = make_split(protocol, inputs, orders)
+    protocol = split.name
     user_ids = inputs.events["user_id"].unique()
     item_ids = inputs.events["product_id"].unique()
     ids = {"user_id": np.union1d(user_ids, inputs.users["user_id"].to_numpy()),
@@ -201,64 +259,105 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
     with registry.start_run(EXPERIMENT, run_name=f"training-{ds}", tags=tags) as run:
         run_id = run.info.run_id
         tuning: dict[str, Any] = {}
-        params: dict[str, Any] = dict(overrides)
+        from recomart.models.hybrid import DEFAULT_HYBRID_PARAMS
+
+        params: dict[str, Any] = {**DEFAULT_HYBRID_PARAMS, **overrides}
         if tune:
             t0 = time.perf_counter()
-            tuned = tune_params(split.train, resolve_relevance(inputs.events), seed=settings.seed)
+            tuned = tune_params(split.train, resolve_relevance(split.train), seed=settings.seed)
             params = {**tuned["params"], **overrides}
             tuning = {**tuned["report"], "seconds": round(time.perf_counter() - t0, 2)}
-        evaluation = evaluate_models(
-            inputs.events, inputs.products, inputs.users, params=params, seed=settings.seed,
-            rating_folds=rating_folds, user_features=eval_feats["user_features"],
-            item_features=eval_feats["item_features"])
-        evaluation["tuning"] = tuning
-        params = evaluation["params"]
-        results = _log_model_results(evaluation["models"])
-        headline = results["hybrid"]
+        models = evaluate_split(split, PROTOCOL_MODELS, params, seed=settings.seed,
+                                products=inputs.products, users=inputs.users,
+                                user_features=eval_feats["user_features"],
+                                item_features=eval_feats["item_features"])
+        champion = rescore_champion(split, inputs, eval_feats, settings.seed)
+        ranked = sorted((m for m in selectable if m in models),
+                        key=lambda m: (-models[m]["ndcg@10"], m != "hybrid"))
+        selected = ranked[0]
+        results = _log_model_results(models)
+        if champion:
+            registry.set_tags({"champion_version": champion["version"], "champion.how": champion["how"]})
+            if champion.get("metrics"):
+                registry.log_metrics(champion["metrics"], prefix="champion.")
+        headline = dict(results[selected])
+        recipe = {"model": selected, "params": params, "protocol": protocol}
+        why = (f"{selected} has the best NDCG@10 on the {protocol} holdout "
+               f"({models[selected]['ndcg@10']:.4f}; hybrid {models['hybrid']['ndcg@10']:.4f})")
         registry.log_params({
             "ds": ds, "as_of": data["as_of"], "seed": settings.seed, "rating_folds": rating_folds,
             **{f"curated.{t}.version": i["version"] for t, i in data["tables"].items()},
             **{f"features.{t}.version": i["version"] for t, i in data["features"].items()},
-            **{f"split.{k}": v for k, v in evaluation["split"].items()},
+            **{f"split.{k}": v for k, v in split.info.items()},
+            "protocol": protocol, "selected_model": selected, "recipe": recipe,
+            "repeat_heavy": repeat["repeat_heavy"], "repeat_share": repeat["repeat_share"],
             "forced_params": model_params or {},
             **{f"hybrid.{k}": v for k, v in params.items()},
         })
-        registry.log_dict({"models": evaluation["models"], "split": evaluation["split"],
-                           "tuning": evaluation.get("tuning", {}), "params": params},
-                          "evaluation/evaluation.json")
+        registry.set_tags({"recomart.selected_model": selected, "recomart.selection": why})
+        registry.log_dict({"models": models, "split": split.info, "protocol": protocol,
+                           "tuning": tuning, "params": params, "selected": selected, "why": why,
+                           "repeat": repeat, "champion": champion}, "evaluation/evaluation.json")
         registry.log_dict(data, "evaluation/training_data.json")
         with tempfile.TemporaryDirectory() as tmp:
             png = Path(tmp) / "metrics_by_model.png"
             png.write_bytes(metrics_chart(results))
             registry.log_artifact(png, "plots")
 
-        model = train_hybrid(inputs.events, inputs.products, inputs.users,
-                             user_features=final_feats["user_features"],
-                             item_features=final_feats["item_features"], params=params,
-                             seed=settings.seed)
+        model = fit_final(selected, params, settings.seed, inputs, final_feats, protocol)
         known = [int(u) for u in np.sort(user_ids)[:2]]
         example = pd.DataFrame({"user_id": [*known, int(ids["user_id"].max()) + 1]})
         headline = {**headline, "train_seconds": round(time.perf_counter() - started, 2)}
         model_uri = registry.log_model_artifact(model, example, metrics=headline)
-    return _train_summary(ds, run_id, model_uri, headline, reused=False)
+    return _train_summary(ds, run_id, model_uri, headline, reused=False,
+                          run=registry.get_run(run_id))
+
+
+def fit_final(selected: str, params: dict[str, Any], seed: int, inputs: TrainingInputs,
+              feats: dict[str, pd.DataFrame | None], protocol: str):
+    """The model to register, fitted on every interaction up to ``ds``: the hybrid, or the winner
+    with the hybrid behind it for similar items, audiences and new users."""
+    from recomart.models.evaluate import fit_model
+    from recomart.models.hybrid import train_hybrid
+    from recomart.models.selected import SelectedRecommender
+
+    hybrid = train_hybrid(inputs.events, inputs.products, inputs.users,
+                          user_features=feats["user_features"], item_features=feats["item_features"],
+                          params=params, seed=seed)
+    if selected == "hybrid":
+        return hybrid
+    primary = fit_model(selected, params, seed, inputs.events, inputs.products, inputs.users)
+    return SelectedRecommender(primary, hybrid, exclude_seen=protocol != "next_basket")
 
 
 def _train_summary(ds: str, run_id: str, model_uri: str, metrics: dict[str, float], *,
-                   reused: bool) -> dict[str, Any]:
+                   reused: bool, run: dict[str, Any]) -> dict[str, Any]:
+    """Small JSON for the next tasks: the candidate's figure and the champion's re-scored one."""
     headline = {k: v for k, v in metrics.items() if "." not in k}
+    key = registry.metric_key(registry.PROMOTION_METRIC)
+    rescored = run["metrics"].get(f"champion.{key}")
+    champion = None
+    if "champion_version" in run["tags"]:
+        champion = {"version": int(run["tags"]["champion_version"]), "value": rescored}
     return {"ds": ds, "run_id": run_id, "model_uri": model_uri, "reused_run": reused,
+            "selected": run["params"].get("selected_model"), "protocol": run["params"].get("protocol"),
+            "champion": champion,
             "metrics": {k: round(float(v), 6) for k, v in headline.items()}}
 
 
 # ---- register and promote --------------------------------------------------------------------
 def register_and_promote(lake: Lake, ds: str, trained: dict[str, Any], *,
                          margin: float | None = None) -> dict[str, Any]:
-    """Register the run's model as ``recomart_hybrid`` (once per run) and apply the promotion rule."""
+    """Register the run's model as ``recomart_hybrid`` (once per run) and apply the promotion rule
+    against the champion's figure re-scored on the candidate's holdout (``train_and_evaluate``)."""
     version = registry.find_version(MODEL_NAME, {"run_id": trained["run_id"]})
     if version is None:
         version = registry.register_model(trained["model_uri"], MODEL_NAME, run_id=trained["run_id"],
                                           tags={"ds": ds})
-    decision = registry.promote_if_better(MODEL_NAME, version.version, margin=margin)
+    champion = trained.get("champion") or {}
+    decision = registry.promote_if_better(
+        MODEL_NAME, version.version, margin=margin, champion_value=champion.get("value"),
+        rescored_version=champion.get("version"), rescored=True)
     return {"ds": ds, "run_id": trained["run_id"], **decision}
 
 

@@ -47,6 +47,20 @@ def _products_or_ids(products: pd.DataFrame | None, events: pd.DataFrame) -> pd.
     return pd.DataFrame({"product_id": ids, "title": ids.astype(str), "category": "?"})
 
 
+#: The ``reason`` a list row shows: the candidate source that ranked the item highest.
+SOURCE_REASONS = {"ease": "similar_users", "svd": "similar_users", "cooc": "similar_to_recent",
+                  "content": "similar_to_recent", "pop": "popular", "buy_again": "buy_again"}
+
+
+def source_reasons(cands: pd.DataFrame) -> np.ndarray:
+    sources = [s for s in SOURCE_REASONS if f"{s}_rank" in cands.columns]
+    if not sources or not len(cands):
+        return np.full(len(cands), "batch", dtype=object)
+    ranks = np.column_stack([cands[f"{s}_rank"].to_numpy() for s in sources])
+    best = np.argmin(ranks, axis=1)
+    return np.array([SOURCE_REASONS[s] for s in sources], dtype=object)[best]
+
+
 class HybridRecommender(Recommender):
     """Candidates (EASE, SVD, co-occurrence, content, popularity) + XGBoost re-ranking."""
 
@@ -150,7 +164,7 @@ class HybridRecommender(Recommender):
         score = self.ranker_.predict(self.features_.transform(cands))
         out = pd.DataFrame({"user_id": cands["user_id"].to_numpy(),
                             "product_id": cands["product_id"].to_numpy(),
-                            "score": score.astype("float64")})
+                            "score": score.astype("float64"), "reason": source_reasons(cands)})
         out = out.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
         out["rank"] = out.groupby("user_id").cumcount() + 1
         return out.loc[out["rank"] <= n].reset_index(drop=True).astype({"rank": "int64"})
@@ -179,7 +193,7 @@ class HybridRecommender(Recommender):
         idx, sc = top_n(sims.astype(np.float64), slots)
         new = pd.DataFrame({"user_id": np.repeat(users[known], idx.shape[1]),
                             "product_id": self.new_items_[idx.ravel()], "score": sc.ravel()})
-        new = new.loc[new["score"] > 0]
+        new = new.loc[new["score"] > 0].assign(reason="new_item")
         keep = recs.loc[recs["rank"] <= n - slots]
         out = pd.concat([keep, new.assign(rank=0)], ignore_index=True)
         out["rank"] = out.groupby("user_id").cumcount() + 1
@@ -187,7 +201,9 @@ class HybridRecommender(Recommender):
 
     def cold_start(self, user_ids: np.ndarray, n: int) -> pd.DataFrame:
         """Segment-aware, recency-weighted popular items for users without history."""
-        return self.cold_.recommend(user_ids, n, users=getattr(self, "_request_users", None))
+        recs = self.cold_.recommend(user_ids, n, users=getattr(self, "_request_users", None))
+        recs["reason"] = "popular_in_segment"
+        return recs
 
     def similar_items(self, product_ids, n: int = 10, batch_size: int = 512) -> pd.DataFrame:
         """Co-occurrence + content neighbours among trained items (content only for new items)."""

@@ -6,9 +6,10 @@
   >= 1 relevant item after the cut; relevant = items the user had not touched before the cut and
   rated >= 4 (explicit) or purchased (shop) after it; the user's earlier items are not rankable.
 - ``next_basket`` (repeat-aware): per user with >= 2 orders, the last order (by time) is held out;
-  relevant = its items; every item is rankable, including ones bought before. Training keeps every
-  event strictly before that user's held-out order, plus other users' events before the latest
-  held-out order's time (the usual next-basket protocol, Li et al. TOIS 2023).
+  relevant = its items; every item is rankable, including ones bought before. Training keeps the
+  user's events up to 2 hours before the held-out order (its checkout session is not training
+  data), plus other users' events before the latest held-out order's time (the usual next-basket
+  protocol, Li et al. TOIS 2023).
 
 Both give a ``ProtocolSplit``: training events, relevant (user, item) pairs, the evaluated users,
 whether seen items are excluded, and the cut-off per user (for point-in-time features).
@@ -90,9 +91,14 @@ def baskets(orders: pd.DataFrame) -> pd.DataFrame:
             .agg(user_id=("user_id", "first"), timestamp=("timestamp", "min")).reset_index())
 
 
+SESSION_GAP = pd.Timedelta(hours=2)
+
+
 def next_basket_split(interactions: pd.DataFrame, orders: pd.DataFrame,
-                      min_users: int = 5) -> ProtocolSplit:
-    """Per user with >= 2 orders the last order is held out; every item is rankable."""
+                      min_users: int = 5, session_gap: pd.Timedelta = SESSION_GAP) -> ProtocolSplit:
+    """Per user with >= 2 orders the last order is held out; every item is rankable. The user's
+    events in the ``session_gap`` before the held-out order (the browsing and cart events of the
+    checkout session) are dropped too, so the basket is predicted, not read off the cart."""
     if orders is None or orders.empty:
         raise ProtocolError("next_basket: the source has no orders")
     orders = orders.assign(timestamp=pd.to_datetime(orders["timestamp"], utc=True))
@@ -109,7 +115,8 @@ def next_basket_split(interactions: pd.DataFrame, orders: pd.DataFrame,
     user_cut = events["user_id"].map(cutoff)
     # the evaluated user's own events stop before the held-out order; others' before the last cut
     global_cut = cutoff.max()
-    keep = np.where(user_cut.notna(), events["timestamp"] < user_cut, events["timestamp"] < global_cut)
+    keep = np.where(user_cut.notna(), events["timestamp"] < user_cut - session_gap,
+                    events["timestamp"] < global_cut)
     train = events.loc[np.asarray(keep, bool)].reset_index(drop=True)
     users = np.intersect1d(cutoff.index.to_numpy(), train["user_id"].unique())
     rel = rel.loc[rel["user_id"].isin(users)].reset_index(drop=True)

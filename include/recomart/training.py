@@ -182,6 +182,27 @@ def make_split(protocol: str, inputs: TrainingInputs, orders: pd.DataFrame):
     return explore_split(inputs.events)
 
 
+OTHER = "other_protocol"
+
+
+def other_protocol(protocol: str, inputs: TrainingInputs, orders: pd.DataFrame,
+                   params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The baselines on the protocol not used for selection, for the report (the hybrid is only
+    fitted on the selection protocol: it is the expensive one and CI time matters)."""
+    from recomart.models.evaluate import BASELINES, evaluate_split
+    from recomart.models.protocols import ProtocolError, explore_split, next_basket_split
+
+    name = "explore" if protocol == "next_basket" else "next_basket"
+    try:
+        split = explore_split(inputs.events) if name == "explore" else next_basket_split(
+            inputs.events, orders)
+    except ProtocolError as exc:
+        return {"name": name, "skipped": str(exc)}
+    models = evaluate_split(split, BASELINES, params, seed=seed, products=inputs.products,
+                            users=inputs.users)
+    return {"name": name, "split": split.info, "models": models}
+
+
 def rescore_champion(split, inputs: TrainingInputs, feats: dict[str, pd.DataFrame | None],
                      seed: int) -> dict[str, Any] | None:
     """The current ``@champion`` scored on *this* holdout: its recipe (model + hyper-parameters,
@@ -201,7 +222,7 @@ def rescore_champion(split, inputs: TrainingInputs, feats: dict[str, pd.DataFram
         return out
     model = fit_model(recipe["model"], recipe["params"], seed, split.train, inputs.products,
                       inputs.users, user_features=feats["user_features"],
-                      item_features=feats["item_features"])
+                      item_features=feats["item_features"], protocol=split.name)
     out.update(how=f"{recipe['model']} refitted on this holdout's training part",
                recipe=recipe, metrics=score_model(model, split))
     return out
@@ -272,6 +293,7 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
                                 user_features=eval_feats["user_features"],
                                 item_features=eval_feats["item_features"])
         champion = rescore_champion(split, inputs, eval_feats, settings.seed)
+        other = other_protocol(protocol, inputs, orders, params, settings.seed)
         ranked = sorted((m for m in selectable if m in models),
                         key=lambda m: (-models[m]["ndcg@10"], m != "hybrid"))
         selected = ranked[0]
@@ -294,10 +316,14 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
             "forced_params": model_params or {},
             **{f"hybrid.{k}": v for k, v in params.items()},
         })
-        registry.set_tags({"recomart.selected_model": selected, "recomart.selection": why})
+        registry.set_tags({"recomart.selected_model": selected, "recomart.selection": why,
+                           "recomart.other_protocol": other["name"]})
+        for m, r in other.get("models", {}).items():
+            registry.log_metrics(r, prefix=f"{OTHER}.{m}.")
         registry.log_dict({"models": models, "split": split.info, "protocol": protocol,
                            "tuning": tuning, "params": params, "selected": selected, "why": why,
-                           "repeat": repeat, "champion": champion}, "evaluation/evaluation.json")
+                           "repeat": repeat, "champion": champion, "other_protocol": other},
+                          "evaluation/evaluation.json")
         registry.log_dict(data, "evaluation/training_data.json")
         with tempfile.TemporaryDirectory() as tmp:
             png = Path(tmp) / "metrics_by_model.png"
@@ -318,12 +344,11 @@ def fit_final(selected: str, params: dict[str, Any], seed: int, inputs: Training
     """The model to register, fitted on every interaction up to ``ds``: the hybrid, or the winner
     with the hybrid behind it for similar items, audiences and new users."""
     from recomart.models.evaluate import fit_model
-    from recomart.models.hybrid import train_hybrid
     from recomart.models.selected import SelectedRecommender
 
-    hybrid = train_hybrid(inputs.events, inputs.products, inputs.users,
-                          user_features=feats["user_features"], item_features=feats["item_features"],
-                          params=params, seed=seed)
+    hybrid = fit_model("hybrid", params, seed, inputs.events, inputs.products, inputs.users,
+                       user_features=feats["user_features"], item_features=feats["item_features"],
+                       protocol=protocol)
     if selected == "hybrid":
         return hybrid
     primary = fit_model(selected, params, seed, inputs.events, inputs.products, inputs.users)
@@ -406,7 +431,7 @@ def results_from_run(run: dict[str, Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for key, value in run["metrics"].items():
         model, sep, metric = key.partition(".")
-        if sep and model != "promotion":
+        if sep and model not in ("promotion", OTHER):
             out.setdefault(model, {})[metric] = value
     return out
 
@@ -419,7 +444,17 @@ def model_report(lake: Lake, ds: str, trained: dict[str, Any], decision: dict[st
     training = {"ds": ds, "model_uri": trained["model_uri"],
                 **{k: v for k, v in run["params"].items() if k.startswith(("curated.", "features.",
                                                                              "split."))}}
+    other: dict[str, dict[str, float]] = {}
+    for key, value in run["metrics"].items():
+        if key.startswith(f"{OTHER}."):
+            _, model, metric = key.split(".", 2)
+            other.setdefault(model, {})[metric] = value
+    p, t = run["params"], run["tags"]
+    selection = {"protocol": p.get("protocol"), "selected": p.get("selected_model"),
+                 "why": t.get("recomart.selection"), "repeat_share": p.get("repeat_share"),
+                 "repeat_heavy": p.get("repeat_heavy"), "other_name": t.get("recomart.other_protocol"),
+                 "other": other, "champion_how": t.get("champion.how")}
     path = build_model_report(lake, ds, results=results_from_run(run), decision=decision,
-                              training=training, run_id=trained["run_id"])
+                              training=training, run_id=trained["run_id"], selection=selection)
     registry.log_artifact(path, "reports", run_id=trained["run_id"])
     return {"ds": ds, "report": str(path.relative_to(lake.root)), "run_id": trained["run_id"]}

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 DS = "2024-05-01"
-WORSE = {"tune": False, "candidates": {"content": 5}}
+WORSE = {"tune": False, "candidates": {"content": 5}, "select": ["hybrid"]}
 
 
 @pytest.fixture

@@ -210,7 +210,7 @@ def test_every_function_configures_mlflow_itself_in_a_fresh_process(lake, intera
 
     from recomart.models.baselines import TopPopRecommender
 
-    model = TopPopRecommender().fit(interactions)
+    model = TopPopRecommender().fit(interactions.assign(timestamp=pd.Timestamp("2024-05-01", tz="UTC")))
     version = _register(model, 0.3)
     registry.promote_if_better(NAME, version.version)
     workdir = tmp_path / "elsewhere"

@@ -25,7 +25,10 @@ from recomart.models.data import InteractionMatrix, to_pairs
 from recomart.models.svd import SVDRecommender
 
 log = logging.getLogger(__name__)
-SOURCES = ("ease", "svd", "cooc", "content", "pop")
+SOURCES = ("ease", "svd", "cooc", "content", "pop", "buy_again")
+#: Sources whose top-k may hold items the user already has (the others rank unseen items only).
+REPEAT_SOURCES = ("buy_again",)
+DAY_S = 86400.0
 
 
 def cooccurrence_neighbours(x: sp.csr_matrix, k: int = 100, block: int = 1024) -> sp.csr_matrix:
@@ -61,7 +64,10 @@ class CandidateSources:
         self.seed = seed
 
     def fit(self, interactions: pd.DataFrame, products: pd.DataFrame,
-            content: ContentModel | None = None) -> CandidateSources:
+            content: ContentModel | None = None, events: pd.DataFrame | None = None
+            ) -> CandidateSources:
+        """``events`` (event level, with ``event_type``) feed the buy-again source; without them
+        it has nothing to offer."""
         self.timings_: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -96,7 +102,62 @@ class CandidateSources:
         self.profiles_ = self.content_.profiles(recent_w, self.im_.item_ids)
         self.item_vectors_ = self.content_.vectors(self.im_.item_ids).T.tocsr()
         lap("content_profiles")
+        self._fit_buy_again(events)
+        lap("buy_again")
         return self
+
+    def _fit_buy_again(self, events: pd.DataFrame | None) -> None:
+        """Per (user, item) purchase count and last purchase time; per item the median interval
+        between one user's consecutive purchases of it (its repurchase cycle, NaN when unseen)."""
+        from recomart.models.data import epoch_seconds
+
+        shape = self.im_.matrix.shape
+        self.item_cycle_days_ = np.full(shape[1], np.nan)
+        if events is None or "event_type" not in events or not len(events):
+            self.bought_ = sp.csr_matrix(shape, dtype=np.float32)
+            self.last_bought_ = sp.csr_matrix(shape, dtype=np.float64)
+            self.ref_time_ = 0.0
+            return
+        ev = events.loc[events["event_type"].eq("purchase"), ["user_id", "product_id", "timestamp"]]
+        rows = self.im_.user_index(ev["user_id"].to_numpy())
+        cols = self.im_.item_index(ev["product_id"].to_numpy())
+        t = epoch_seconds(pd.to_datetime(ev["timestamp"], utc=True)).astype(np.float64)
+        ok = (rows >= 0) & (cols >= 0)
+        frame = pd.DataFrame({"r": rows[ok], "c": cols[ok], "t": t[ok]}).drop_duplicates()
+        self.ref_time_ = float(epoch_seconds(pd.to_datetime(events["timestamp"], utc=True)).max())
+        g = frame.groupby(["r", "c"])["t"]
+        agg = pd.DataFrame({"n": g.size(), "last": g.max()})
+        r, c = agg.index.get_level_values(0), agg.index.get_level_values(1)
+        self.bought_ = sp.csr_matrix((agg["n"].to_numpy(np.float32), (r, c)), shape=shape)
+        self.last_bought_ = sp.csr_matrix((agg["last"].to_numpy(np.float64), (r, c)), shape=shape)
+        frame = frame.sort_values(["r", "c", "t"])
+        gap = frame.groupby(["r", "c"])["t"].diff() / DAY_S
+        cycles = gap.groupby(frame["c"].to_numpy()).median().dropna()
+        self.item_cycle_days_[cycles.index.to_numpy()] = cycles.to_numpy()
+
+    def buy_again_scores(self, rows: np.ndarray) -> np.ndarray:
+        """Times bought + recency in [0, 0.5) (ties broken by the latest purchase); -inf for items
+        the user never bought."""
+        n = self.bought_[rows].toarray().astype(np.float32)
+        last = self.last_bought_[rows].toarray()
+        span = max(self.ref_time_ - float(self.last_bought_.data.min()), 1.0) \
+            if self.last_bought_.nnz else 1.0
+        recency = np.where(n > 0, 0.5 * (1 - (self.ref_time_ - last) / (span * 1.01)), 0.0)
+        return np.where(n > 0, n + recency, -np.inf).astype(np.float32)
+
+    def buy_again_features(self, rows: np.ndarray, cols: np.ndarray,
+                           at: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Times bought, days since the last purchase (as of ``at`` per row, else the end of the
+        training data) and that over the item's typical repurchase interval."""
+        n = np.asarray(self.bought_[rows, cols]).ravel().astype(np.float32)
+        last = np.asarray(self.last_bought_[rows, cols]).ravel()
+        ref = self.ref_time_ if at is None else at
+        days = np.where(n > 0, (ref - last) / DAY_S, np.nan).astype(np.float32)
+        cycle = self.item_cycle_days_[cols]
+        ratio = np.where((n > 0) & (cycle > 0), days / np.where(cycle > 0, cycle, 1.0), np.nan)
+        return {"ba_times_bought": n, "ba_days_since_last": days,
+                "ba_cycle_ratio": ratio.astype(np.float32),
+                "ba_item_cycle_days": cycle.astype(np.float32)}
 
     def scores(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Dense users x items scores per source for known users' rows."""
@@ -109,11 +170,14 @@ class CandidateSources:
                                   dtype=np.float32),
             "pop": np.broadcast_to(np.log1p(self.popularity_).astype(np.float32),
                                    (len(rows), x.shape[1])),
+            "buy_again": self.buy_again_scores(rows),
         }
 
     def candidates(self, user_ids: np.ndarray, k: int | dict[str, int] = 50,
-                   batch_size: int = 1024) -> pd.DataFrame:
-        """Union of each source's top-k unseen items: user_id, product_id, <src>_score/_rank."""
+                   batch_size: int = 1024, at: pd.Series | None = None) -> pd.DataFrame:
+        """Union of each source's top-k items (unseen ones, except for ``REPEAT_SOURCES``):
+        user_id, product_id, <src>_score/_rank and the buy-again features (as of ``at``, a time
+        per user, else the end of the training data)."""
         user_ids = np.asarray(user_ids, dtype="int64")
         rows_all = self.im_.user_index(user_ids)
         if (rows_all < 0).any():
@@ -128,7 +192,8 @@ class CandidateSources:
             ranks = {}
             for src in SOURCES:
                 s = np.array(sc[src], dtype=np.float32)
-                s[seen_r, seen_c] = -np.inf
+                if src not in REPEAT_SOURCES:
+                    s[seen_r, seen_c] = -np.inf
                 kk = ks.get(src, 0)
                 rank = np.full(s.shape, kk + 1, dtype=np.int16)
                 if kk > 0:
@@ -145,5 +210,14 @@ class CandidateSources:
             for src in SOURCES:
                 cols[f"{src}_score"] = np.asarray(sc[src][r, c], dtype=np.float32)
                 cols[f"{src}_rank"] = ranks[src][r, c]
+            cols["buy_again_score"] = np.where(np.isfinite(cols["buy_again_score"]),
+                                               cols["buy_again_score"], 0.0).astype(np.float32)
+            when = None
+            if at is not None:
+                from recomart.models.data import epoch_seconds
+
+                when = epoch_seconds(pd.to_datetime(at.reindex(cols["user_id"]).fillna(at.max()),
+                                                    utc=True)).astype(np.float64)
+            cols.update(self.buy_again_features(rows[r], c, when))
             frames.append(pd.DataFrame(cols))
         return pd.concat(frames, ignore_index=True)

@@ -193,7 +193,13 @@ def make_any_model(name: str, params: dict[str, Any], seed: int) -> Recommender:
 def fit_model(name: str, params: dict[str, Any], seed: int, train: pd.DataFrame,
               products: pd.DataFrame | None, users: pd.DataFrame | None, *,
               user_features: pd.DataFrame | None = None,
-              item_features: pd.DataFrame | None = None, relevance: Relevance = "auto") -> Recommender:
+              item_features: pd.DataFrame | None = None, relevance: Relevance = "auto",
+              protocol: str = "explore") -> Recommender:
+    """A fitted model; on the next-basket protocol the hybrid runs in repeat mode."""
+    if name == "hybrid" and protocol == "next_basket":
+        from recomart.models.hybrid import repeat_params
+
+        params = repeat_params(params)
     model = make_any_model(name, params, seed)
     if name == "hybrid":
         return model.fit(train, products, users, user_features=user_features,
@@ -227,7 +233,7 @@ def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed
         t0 = time.perf_counter()
         model = fit_model(name, params, seed, split.train, products, users,
                           user_features=user_features, item_features=item_features,
-                          relevance=relevance)
+                          relevance=relevance, protocol=split.name)
         fit_s = time.perf_counter() - t0
         say(f"{split.name}: evaluating {name}")
         out[name] = {**score_model(model, split), "fit_seconds": round(fit_s, 3)}

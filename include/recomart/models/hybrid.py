@@ -36,7 +36,18 @@ DEFAULT_HYBRID_PARAMS: dict[str, Any] = {
     "ease_lam": 400.0, "ease_max_items": 4000, "svd": None, "ranker": None, "ranker_grid": None,
     "max_ranker_users": 10000, "holdout": 0.2, "cooc_neighbours": 100,
     "cold_half_life_days": 30.0, "min_segment_users": 20, "similar_content_weight": 0.3,
+    "repeat": False,
 }
+#: Repeat mode (repeat-heavy shops): a buy-again candidate source, the ranker learns from each
+#: user's next basket (repeats included), and its fallback may be the buy-again ordering.
+REPEAT_CANDIDATES = {"buy_again": 30}
+
+
+def repeat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` switched to repeat mode (keeps an explicit ``buy_again`` candidate count)."""
+    cands = {**params.get("candidates", DEFAULT_HYBRID_PARAMS["candidates"])}
+    cands.setdefault("buy_again", REPEAT_CANDIDATES["buy_again"])
+    return {**params, "repeat": True, "candidates": cands}
 
 
 
@@ -52,11 +63,15 @@ SOURCE_REASONS = {"ease": "similar_users", "svd": "similar_users", "cooc": "simi
                   "content": "similar_to_recent", "pop": "popular", "buy_again": "buy_again"}
 
 
-def source_reasons(cands: pd.DataFrame) -> np.ndarray:
-    sources = [s for s in SOURCE_REASONS if f"{s}_rank" in cands.columns]
+def source_reasons(cands: pd.DataFrame, ks: dict[str, int] | int) -> np.ndarray:
+    """Per candidate: the reason of the source that put it highest in its own top-k."""
+    ks = ks if isinstance(ks, dict) else dict.fromkeys(SOURCE_REASONS, ks)
+    sources = [s for s in SOURCE_REASONS if f"{s}_rank" in cands.columns and ks.get(s, 0) > 0]
     if not sources or not len(cands):
         return np.full(len(cands), "batch", dtype=object)
-    ranks = np.column_stack([cands[f"{s}_rank"].to_numpy() for s in sources])
+    ranks = np.column_stack([np.where(cands[f"{s}_rank"].to_numpy() <= ks[s],
+                                      cands[f"{s}_rank"].to_numpy(), np.iinfo(np.int32).max)
+                             for s in sources])
     best = np.argmin(ranks, axis=1)
     return np.array([SOURCE_REASONS[s] for s in sources], dtype=object)[best]
 
@@ -91,7 +106,8 @@ class HybridRecommender(Recommender):
         self._fit_ranker(events, products, relevance, user_features, item_features)
         with self._timed("final_sources_fit"):
             pairs = to_pairs(events)
-            self.sources_ = self._sources(self.content_).fit(pairs, products, content=self.content_)
+            self.sources_ = self._sources(self.content_).fit(pairs, products, content=self.content_,
+                                                             events=events)
         self.timings_.update({f"final_{k}": v for k, v in self.sources_.timings_.items()})
         self.im_ = self.sources_.im_
         self.popularity_ = self.sources_.popularity_
@@ -116,14 +132,34 @@ class HybridRecommender(Recommender):
                 self.timings_[stage] = round(time.perf_counter() - t0, 3)
         return block()
 
+    def _inner_split(self, events: pd.DataFrame, relevance: Relevance):
+        """The ranker's validation period. Explore mode: per-user time split (new items).
+        Repeat mode: each user's last basket (purchases at one time) after >= 1 earlier one, every
+        item a candidate: labels then include repeat purchases. Returns (train events, labelled
+        pairs with a boolean ``relevant``, per-user cut-off or None)."""
+        if self.params.get("repeat"):
+            from recomart.models.protocols import ProtocolError, next_basket_split
+
+            bought = events.loc[events["event_type"].eq("purchase"), ["user_id", "product_id",
+                                                                      "timestamp"]]
+            orders = bought.assign(order_id=pd.factorize(
+                pd.MultiIndex.from_frame(bought[["user_id", "timestamp"]]))[0])
+            try:
+                inner = next_basket_split(events, orders, min_users=1)
+                return inner.train, inner.relevant.assign(relevant=True), inner.cutoff
+            except ProtocolError as exc:
+                log.warning("repeat-mode ranker: %s; using the per-user time split", exc)
+        inner = temporal_split(events, holdout=self.params["holdout"], relevance=relevance)
+        return inner.train, inner.test, None
+
     def _fit_ranker(self, events, products, relevance, user_features, item_features) -> None:
         with self._timed("ranker_split"):
-            inner = temporal_split(events, holdout=self.params["holdout"], relevance=relevance)
+            inner_train, test, at = self._inner_split(events, relevance)
         with self._timed("ranker_sources_fit"):
-            src = self._sources(self.content_).fit(to_pairs(inner.train), products,
-                                                   content=self.content_)
+            src = self._sources(self.content_).fit(to_pairs(inner_train), products,
+                                                   content=self.content_, events=inner_train)
         self.timings_.update({f"ranker_{k}": v for k, v in src.timings_.items()})
-        test = inner.test.loc[src.im_.user_index(inner.test["user_id"].to_numpy()) >= 0]
+        test = test.loc[src.im_.user_index(test["user_id"].to_numpy()) >= 0]
         users = np.unique(test.loc[test["relevant"], "user_id"].to_numpy())
         if len(users) == 0:
             raise ValueError("no user has a relevant item in the ranker's validation period")
@@ -131,20 +167,23 @@ class HybridRecommender(Recommender):
         if len(users) > self.params["max_ranker_users"]:
             users = np.sort(rng.choice(users, self.params["max_ranker_users"], replace=False))
         with self._timed("ranker_candidates"):
-            cands = src.candidates(users, self.params["candidates"])
+            cands = src.candidates(users, self.params["candidates"], at=at)
         held = test.set_index(["user_id", "product_id"])["relevant"]
+        held = held[~held.index.duplicated()]
         key = pd.MultiIndex.from_frame(cands[["user_id", "product_id"]])
         label = held.reindex(key).to_numpy()
         # Graded: 2 = relevant later, 1 = engaged later but not relevant, 0 = no engagement.
         y = np.where(pd.isna(label), 0, np.where(label == True, 2, 1)).astype(np.float32)  # noqa: E712
         with self._timed("ranker_features"):
-            fb = FeatureBuilder().fit(to_pairs(inner.train), products, src.im_, user_features,
+            fb = FeatureBuilder().fit(to_pairs(inner_train), products, src.im_, user_features,
                                       item_features)
             x = fb.transform(cands)
         has_pos = pd.Series(y >= 2).groupby(cands["user_id"].to_numpy()).transform("any").to_numpy()
         with self._timed("ranker_fit"):
+            fallback = ("ease_score", "buy_again_score") if self.params.get("repeat") else (
+                "ease_score",)
             self.ranker_ = Ranker(self.params["ranker"], seed=self.seed,
-                                  grid=self.params["ranker_grid"]).fit(
+                                  grid=self.params["ranker_grid"], fallback=fallback).fit(
                 x.loc[has_pos].reset_index(drop=True), y[has_pos],
                 cands["user_id"].to_numpy()[has_pos])
         n_relevant = int(test.loc[test["user_id"].isin(users), "relevant"].sum())
@@ -164,7 +203,8 @@ class HybridRecommender(Recommender):
         score = self.ranker_.predict(self.features_.transform(cands))
         out = pd.DataFrame({"user_id": cands["user_id"].to_numpy(),
                             "product_id": cands["product_id"].to_numpy(),
-                            "score": score.astype("float64"), "reason": source_reasons(cands)})
+                            "score": score.astype("float64"),
+                            "reason": source_reasons(cands, self.params["candidates"])})
         out = out.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
         out["rank"] = out.groupby("user_id").cumcount() + 1
         return out.loc[out["rank"] <= n].reset_index(drop=True).astype({"rank": "int64"})
@@ -173,7 +213,8 @@ class HybridRecommender(Recommender):
                   users: pd.DataFrame | None = None, new_item_slots: int = 0) -> pd.DataFrame:
         """Top-n per user. ``users`` gives demographics of new users for segment popularity;
         ``new_item_slots`` reserves the last slots for items without interactions (content).
-        Candidates are always unseen items, so ``exclude_seen=False`` changes nothing here."""
+        Candidates are unseen items except the buy-again source's (repeat mode), whatever
+        ``exclude_seen`` says."""
         self._request_users = users
         try:
             recs = super().recommend(user_ids, n=n, exclude_seen=exclude_seen)

@@ -79,6 +79,7 @@ class CandidateSources:
 
         pairs = to_pairs(interactions)
         self.im_ = InteractionMatrix.from_pairs(pairs)
+        self._fit_history(pairs)
         lap("pairs")
         self.ease_ = EASERecommender(self.ease_lam, self.ease_max_items).fit(pairs)
         lap("ease_fit")
@@ -105,6 +106,30 @@ class CandidateSources:
         self._fit_buy_again(events)
         lap("buy_again")
         return self
+
+    def _fit_history(self, pairs: pd.DataFrame) -> None:
+        """The user's own history with each item (events, strongest event, last time), so a
+        ranker can tell an item viewed yesterday from one bought twice last month."""
+        from recomart.models.data import epoch_seconds
+
+        r = self.im_.user_index(pairs["user_id"].to_numpy())
+        c = self.im_.item_index(pairs["product_id"].to_numpy())
+        shape = self.im_.matrix.shape
+        self.hist_events_ = sp.csr_matrix((pairs["n_events"].to_numpy(np.float32), (r, c)), shape=shape)
+        self.hist_strength_ = sp.csr_matrix((pairs["strength"].to_numpy(np.float32), (r, c)),
+                                            shape=shape)
+        self.hist_last_ = sp.csr_matrix((epoch_seconds(pairs["last_timestamp"]).astype(np.float64),
+                                         (r, c)), shape=shape)
+        self.hist_ref_ = float(self.hist_last_.data.max()) if self.hist_last_.nnz else 0.0
+
+    def history_features(self, rows: np.ndarray, cols: np.ndarray,
+                         at: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        n = np.asarray(self.hist_events_[rows, cols]).ravel()
+        last = np.asarray(self.hist_last_[rows, cols]).ravel()
+        ref = self.hist_ref_ if at is None else at
+        return {"ui_events": n.astype(np.float32),
+                "ui_strength": np.asarray(self.hist_strength_[rows, cols]).ravel().astype(np.float32),
+                "ui_days_since_seen": np.where(n > 0, (ref - last) / DAY_S, np.nan).astype(np.float32)}
 
     def _fit_buy_again(self, events: pd.DataFrame | None) -> None:
         """Per (user, item) purchase count and last purchase time; per item the median interval
@@ -174,10 +199,12 @@ class CandidateSources:
         }
 
     def candidates(self, user_ids: np.ndarray, k: int | dict[str, int] = 50,
-                   batch_size: int = 1024, at: pd.Series | None = None) -> pd.DataFrame:
+                   batch_size: int = 1024, at: pd.Series | None = None,
+                   repeat: bool = False) -> pd.DataFrame:
         """Union of each source's top-k items (unseen ones, except for ``REPEAT_SOURCES``):
         user_id, product_id, <src>_score/_rank and the buy-again features (as of ``at``, a time
-        per user, else the end of the training data)."""
+        per user, else the end of the training data). ``repeat``: every source may propose items
+        the user already has (repeat-heavy shops: yesterday's viewed item is tomorrow's basket)."""
         user_ids = np.asarray(user_ids, dtype="int64")
         rows_all = self.im_.user_index(user_ids)
         if (rows_all < 0).any():
@@ -192,7 +219,7 @@ class CandidateSources:
             ranks = {}
             for src in SOURCES:
                 s = np.array(sc[src], dtype=np.float32)
-                if src not in REPEAT_SOURCES:
+                if src not in REPEAT_SOURCES and not repeat:
                     s[seen_r, seen_c] = -np.inf
                 kk = ks.get(src, 0)
                 rank = np.full(s.shape, kk + 1, dtype=np.int16)
@@ -219,5 +246,6 @@ class CandidateSources:
                 when = epoch_seconds(pd.to_datetime(at.reindex(cols["user_id"]).fillna(at.max()),
                                                     utc=True)).astype(np.float64)
             cols.update(self.buy_again_features(rows[r], c, when))
+            cols.update(self.history_features(rows[r], c, when))
             frames.append(pd.DataFrame(cols))
         return pd.concat(frames, ignore_index=True)

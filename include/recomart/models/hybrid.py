@@ -167,7 +167,8 @@ class HybridRecommender(Recommender):
         if len(users) > self.params["max_ranker_users"]:
             users = np.sort(rng.choice(users, self.params["max_ranker_users"], replace=False))
         with self._timed("ranker_candidates"):
-            cands = src.candidates(users, self.params["candidates"], at=at)
+            cands = src.candidates(users, self.params["candidates"], at=at,
+                                   repeat=bool(self.params.get("repeat")))
         held = test.set_index(["user_id", "product_id"])["relevant"]
         held = held[~held.index.duplicated()]
         key = pd.MultiIndex.from_frame(cands[["user_id", "product_id"]])
@@ -197,7 +198,8 @@ class HybridRecommender(Recommender):
     # ---- serving ---------------------------------------------------------------------------
     def _recommend_rows(self, users: np.ndarray, rows: np.ndarray, n: int,
                         exclude_seen: bool) -> pd.DataFrame:
-        cands = self.sources_.candidates(users, self.params["candidates"])
+        cands = self.sources_.candidates(users, self.params["candidates"],
+                                         repeat=bool(self.params.get("repeat")))
         if len(cands) == 0:
             return empty_recs()
         score = self.ranker_.predict(self.features_.transform(cands))

@@ -415,7 +415,7 @@ def _repeat_purchases(rng: np.random.Generator, ev: Arrays, prods: Arrays, share
     A consumable product's first purchase by a user starts a chain: the next purchase follows
     after the product's cycle (jittered per purchase) while the user stays loyal (a per-user
     probability). Uses its own random stream, so ``share=0`` leaves the shop byte-identical."""
-    n_cons = int(round(share * len(CATEGORY_NAMES)))
+    n_cons = round(share * len(CATEGORY_NAMES))
     if n_cons <= 0:
         return ev
     chosen = list(CONSUMABLE_CYCLES)[:n_cons]

@@ -35,7 +35,12 @@ def evaluate(
     on MovieLens or any canonical source folder; one JSON object on stdout."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from recomart.models.evaluate import PROTOCOL_MODELS, evaluate_source, read_source_dir
+    from recomart.models.evaluate import (
+        PROTOCOL_MODELS,
+        ProtocolInputError,
+        evaluate_source,
+        read_source_dir,
+    )
     from recomart.models.protocols import PROTOCOLS, ProtocolError
 
     if (movielens is None) == (source_dir is None):
@@ -62,7 +67,11 @@ def evaluate(
 
             tables, read = load_movielens(movielens), {"path": str(movielens)}
         else:
-            tables, read = read_source_dir(source_dir, date)
+            try:
+                tables, read = read_source_dir(source_dir, date)
+            except ProtocolInputError as exc:
+                console.print(f"[red]evaluate: {exc}[/red]")
+                raise typer.Exit(2) from exc
             read["path"] = str(source_dir)
         try:
             result = evaluate_source(tables, protocols=chosen, models=names, cut=cut, seed=seed,

@@ -204,7 +204,7 @@ def other_protocol(protocol: str, inputs: TrainingInputs, orders: pd.DataFrame,
 
 
 def rescore_champion(split, inputs: TrainingInputs, feats: dict[str, pd.DataFrame | None],
-                     seed: int) -> dict[str, Any] | None:
+                     seed: int, features_at: Any = None) -> dict[str, Any] | None:
     """The current ``@champion`` scored on *this* holdout: its recipe (model + hyper-parameters,
     from its run) refitted on this run's training part. Scoring its artefact instead would let a
     champion trained up to a later or equal date see the holdout period."""
@@ -222,7 +222,8 @@ def rescore_champion(split, inputs: TrainingInputs, feats: dict[str, pd.DataFram
         return out
     model = fit_model(recipe["model"], recipe["params"], seed, split.train, inputs.products,
                       inputs.users, user_features=feats["user_features"],
-                      item_features=feats["item_features"], protocol=split.name)
+                      item_features=feats["item_features"], protocol=split.name,
+                      features_at=features_at)
     out.update(how=f"{recipe['model']} refitted on this holdout's training part",
                recipe=recipe, metrics=score_model(model, split))
     return out
@@ -276,6 +277,10 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
     final_feats = point_in_time_features(lake, inputs.feature_refs, pd.Timestamp(data["as_of"]), ids,
                                          inputs.feature_versions)
 
+    def features_at(at: pd.Series) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        f = point_in_time_features(lake, inputs.feature_refs, at, ids, inputs.feature_versions)
+        return f["user_features"], f["item_features"]
+
     tags = {**key, "recomart.airflow_run_id": airflow_run_id or "", "ds": ds}
     with registry.start_run(EXPERIMENT, run_name=f"training-{ds}", tags=tags) as run:
         run_id = run.info.run_id
@@ -291,8 +296,8 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
         models = evaluate_split(split, PROTOCOL_MODELS, params, seed=settings.seed,
                                 products=inputs.products, users=inputs.users,
                                 user_features=eval_feats["user_features"],
-                                item_features=eval_feats["item_features"])
-        champion = rescore_champion(split, inputs, eval_feats, settings.seed)
+                                item_features=eval_feats["item_features"], features_at=features_at)
+        champion = rescore_champion(split, inputs, eval_feats, settings.seed, features_at)
         other = other_protocol(protocol, inputs, orders, params, settings.seed)
         ranked = sorted((m for m in selectable if m in models),
                         key=lambda m: (-models[m]["ndcg@10"], m != "hybrid"))
@@ -330,7 +335,7 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
             png.write_bytes(metrics_chart(results))
             registry.log_artifact(png, "plots")
 
-        model = fit_final(selected, params, settings.seed, inputs, final_feats, protocol)
+        model = fit_final(selected, params, settings.seed, inputs, final_feats, protocol, features_at)
         known = [int(u) for u in np.sort(user_ids)[:2]]
         example = pd.DataFrame({"user_id": [*known, int(ids["user_id"].max()) + 1]})
         headline = {**headline, "train_seconds": round(time.perf_counter() - started, 2)}
@@ -340,7 +345,7 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
 
 
 def fit_final(selected: str, params: dict[str, Any], seed: int, inputs: TrainingInputs,
-              feats: dict[str, pd.DataFrame | None], protocol: str):
+              feats: dict[str, pd.DataFrame | None], protocol: str, features_at: Any = None):
     """The model to register, fitted on every interaction up to ``ds``: the hybrid, or the winner
     with the hybrid behind it for similar items, audiences and new users."""
     from recomart.models.evaluate import fit_model
@@ -348,7 +353,7 @@ def fit_final(selected: str, params: dict[str, Any], seed: int, inputs: Training
 
     hybrid = fit_model("hybrid", params, seed, inputs.events, inputs.products, inputs.users,
                        user_features=feats["user_features"], item_features=feats["item_features"],
-                       protocol=protocol)
+                       protocol=protocol, features_at=features_at)
     if selected == "hybrid":
         return hybrid
     primary = fit_model(selected, params, seed, inputs.events, inputs.products, inputs.users)

@@ -194,7 +194,7 @@ def fit_model(name: str, params: dict[str, Any], seed: int, train: pd.DataFrame,
               products: pd.DataFrame | None, users: pd.DataFrame | None, *,
               user_features: pd.DataFrame | None = None,
               item_features: pd.DataFrame | None = None, relevance: Relevance = "auto",
-              protocol: str = "explore") -> Recommender:
+              protocol: str = "explore", features_at: Any = None) -> Recommender:
     """A fitted model; on the next-basket protocol the hybrid runs in repeat mode."""
     if name == "hybrid" and protocol == "next_basket":
         from recomart.models.hybrid import repeat_params
@@ -203,7 +203,7 @@ def fit_model(name: str, params: dict[str, Any], seed: int, train: pd.DataFrame,
     model = make_any_model(name, params, seed)
     if name == "hybrid":
         return model.fit(train, products, users, user_features=user_features,
-                         item_features=item_features, relevance=relevance)
+                         item_features=item_features, relevance=relevance, features_at=features_at)
     return model.fit(train, products, users)
 
 
@@ -222,8 +222,10 @@ def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed
                    products: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
                    user_features: pd.DataFrame | None = None,
                    item_features: pd.DataFrame | None = None,
-                   progress: Progress | None = None) -> dict[str, dict[str, Any]]:
-    """Fit every model on ``split.train`` and score it on the split: ``{model: metrics}``."""
+                   progress: Progress | None = None, features_at: Any = None
+                   ) -> dict[str, dict[str, Any]]:
+    """Fit every model on ``split.train`` and score it on the split: ``{model: metrics}``.
+    ``features_at`` (see ``HybridRecommender.fit``) keeps the hybrid's ranker point in time."""
     say = progress or (lambda msg: log.info(msg))
     relevance = split.info.get("relevance", "auto")
     relevance = relevance if relevance in ("rating", "purchase", "any") else "auto"
@@ -233,7 +235,7 @@ def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed
         t0 = time.perf_counter()
         model = fit_model(name, params, seed, split.train, products, users,
                           user_features=user_features, item_features=item_features,
-                          relevance=relevance, protocol=split.name)
+                          relevance=relevance, protocol=split.name, features_at=features_at)
         fit_s = time.perf_counter() - t0
         say(f"{split.name}: evaluating {name}")
         out[name] = {**score_model(model, split), "fit_seconds": round(fit_s, 3)}

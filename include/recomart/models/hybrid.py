@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ from recomart.models.ranker_features import FeatureBuilder
 from recomart.models.split import Relevance, resolve_relevance, temporal_split
 
 log = logging.getLogger(__name__)
+#: ``features_at(per-user cut-off times) -> (user_features, item_features)`` as of those times.
+FeaturesAt = Callable[[pd.Series], tuple[pd.DataFrame | None, pd.DataFrame | None]]
 
 DEFAULT_HYBRID_PARAMS: dict[str, Any] = {
     "candidates": {"ease": 100, "svd": 30, "cooc": 50, "content": 30, "pop": 30},
@@ -96,14 +99,20 @@ class HybridRecommender(Recommender):
     def fit(self, interactions: pd.DataFrame, products: pd.DataFrame | None = None,
             users: pd.DataFrame | None = None, user_features: pd.DataFrame | None = None,
             item_features: pd.DataFrame | None = None,
-            relevance: Relevance = "auto") -> HybridRecommender:
+            relevance: Relevance = "auto", features_at: FeaturesAt | None = None
+            ) -> HybridRecommender:
+        """``user_features`` / ``item_features`` are as of the end of ``interactions``: the final
+        ranker scores with them. ``features_at(times)`` returns ``(user_features, item_features)``
+        as of earlier times: the ranker's own validation period then gets features as of its
+        cut-off, so counts taken later (its labels) never reach its training rows. Without it,
+        the given frames are used there too (only honest when they hold no later data)."""
         self.timings_: dict[str, float] = {}
         events = normalize_events(interactions)
         relevance = resolve_relevance(events, relevance)
         products = _products_or_ids(products, events)
         with self._timed("content_fit"):
             self.content_ = ContentModel().fit(products)
-        self._fit_ranker(events, products, relevance, user_features, item_features)
+        self._fit_ranker(events, products, relevance, user_features, item_features, features_at)
         with self._timed("final_sources_fit"):
             pairs = to_pairs(events)
             self.sources_ = self._sources(self.content_).fit(pairs, products, content=self.content_,
@@ -150,11 +159,15 @@ class HybridRecommender(Recommender):
             except ProtocolError as exc:
                 log.warning("repeat-mode ranker: %s; using the per-user time split", exc)
         inner = temporal_split(events, holdout=self.params["holdout"], relevance=relevance)
-        return inner.train, inner.test, None
+        return inner.train, inner.test, inner.cutoff
 
-    def _fit_ranker(self, events, products, relevance, user_features, item_features) -> None:
+    def _fit_ranker(self, events, products, relevance, user_features, item_features,
+                    features_at: FeaturesAt | None = None) -> None:
         with self._timed("ranker_split"):
             inner_train, test, at = self._inner_split(events, relevance)
+        if features_at is not None:
+            # point in time: the ranker's rows only see features as of its own cut-off
+            user_features, item_features = features_at(at)
         with self._timed("ranker_sources_fit"):
             src = self._sources(self.content_).fit(to_pairs(inner_train), products,
                                                    content=self.content_, events=inner_train)
@@ -318,7 +331,9 @@ class HybridRecommender(Recommender):
 def train_hybrid(interactions: pd.DataFrame, products: pd.DataFrame | None = None,
                  users: pd.DataFrame | None = None, user_features: pd.DataFrame | None = None,
                  item_features: pd.DataFrame | None = None, params: dict[str, Any] | None = None,
-                 seed: int = 42, relevance: Relevance = "auto") -> HybridRecommender:
+                 seed: int = 42, relevance: Relevance = "auto",
+                 features_at: FeaturesAt | None = None) -> HybridRecommender:
     """Fit the hybrid on all given interactions (``params`` e.g. from ``evaluate_models``)."""
     return HybridRecommender(params, seed=seed).fit(interactions, products, users, user_features,
-                                                    item_features, relevance=relevance)
+                                                    item_features, relevance=relevance,
+                                                    features_at=features_at)

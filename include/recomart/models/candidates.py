@@ -31,11 +31,42 @@ REPEAT_SOURCES = ("buy_again",)
 DAY_S = 86400.0
 
 
+#: Above this many items co-occurrence is computed sparse (dense blocks cost O(block x items)).
+SPARSE_COOC_ITEMS = 20_000
+#: Dense score cells (users x items x sources) one candidate batch may hold (~0.6 GB float32).
+CANDIDATE_CELLS = 150_000_000
+
+
+def _sparse_cooccurrence(xt: sp.csc_matrix, norms: np.ndarray, k: int, block: int) -> sp.csr_matrix:
+    n = xt.shape[1]
+    rows, cols, vals = [], [], []
+    for sl in batches(n, block):
+        co = (xt[:, sl].T @ xt).tocoo()
+        r, c = co.row.astype(np.int64), co.col.astype(np.int64)
+        v = co.data.astype(np.float32) / np.maximum(norms[sl.start + r] * norms[c], 1e-12)
+        keep = (sl.start + r != c) & (v > 0)
+        r, c, v = r[keep], c[keep], v[keep]
+        order = np.lexsort((c, -v, r))  # per row: best first, ties by item index
+        r, c, v = r[order], c[order], v[order]
+        first = np.r_[0, np.flatnonzero(np.diff(r)) + 1] if len(r) else np.array([], np.int64)
+        counts = np.diff(np.r_[first, len(r)])
+        rank = np.arange(len(r)) - np.repeat(first, counts)
+        top = rank < k
+        rows.append(sl.start + r[top])
+        cols.append(c[top])
+        vals.append(v[top])
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, n), dtype=np.float32)
+
+
 def cooccurrence_neighbours(x: sp.csr_matrix, k: int = 100, block: int = 1024) -> sp.csr_matrix:
-    """Item x item cosine similarity of the binary matrix, keeping the top ``k`` per item."""
+    """Item x item cosine similarity of the binary matrix, keeping the top ``k`` per item
+    (dense blocks for small catalogs, sparse products for large ones)."""
     xt = sp.csc_matrix(x)
     norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel()).astype(np.float32)
     n = x.shape[1]
+    if n > SPARSE_COOC_ITEMS:
+        return _sparse_cooccurrence(xt, norms, k, block)
     rows, cols, vals = [], [], []
     for sl in batches(n, block):
         co = np.asarray((xt[:, sl].T @ xt).todense(), dtype=np.float32)
@@ -210,6 +241,9 @@ class CandidateSources:
         if (rows_all < 0).any():
             raise ValueError("candidates() needs users seen in training (cold start is separate)")
         ks = k if isinstance(k, dict) else dict.fromkeys(SOURCES, k)
+        # large catalogs: fewer users per batch, so the dense per-source scores fit in memory
+        batch_size = min(batch_size, max(16, CANDIDATE_CELLS // max(
+            self.im_.matrix.shape[1] * (len(SOURCES) + 2), 1)))
         frames = []
         for sl in batches(len(rows_all), batch_size):
             rows = rows_all[sl]

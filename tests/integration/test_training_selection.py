@@ -123,6 +123,7 @@ def test_champion_is_rescored_and_a_worse_candidate_with_a_higher_logged_figure_
     from recomart import registry, training
     from recomart.models.evaluate import fit_model
     from recomart.models.hybrid import DEFAULT_HYBRID_PARAMS
+    from recomart.models.selected import SelectedRecommender
 
     lake = prepared
     name = registry.HYBRID_MODEL
@@ -130,6 +131,8 @@ def test_champion_is_rescored_and_a_worse_candidate_with_a_higher_logged_figure_
     inputs = training.read_inputs(lake, data)
     params = dict(DEFAULT_HYBRID_PARAMS)
     ease = fit_model("ease", params, 42, inputs.events, inputs.products, inputs.users)
+    hybrid = fit_model("hybrid", params, 42, inputs.events, inputs.products, inputs.users)
+    ease = SelectedRecommender(ease, hybrid)  # publishable: similar items etc. from the hybrid
     logged = 0.01
     with registry.start_run(registry.TRAINING_EXPERIMENT, run_name="old champion"):
         registry.log_params({"recipe": {"model": "ease", "params": params, "protocol": "explore"}})
@@ -158,3 +161,13 @@ def test_champion_is_rescored_and_a_worse_candidate_with_a_higher_logged_figure_
     assert run["metrics"]["promotion.champion_value"] == pytest.approx(rescored)
     assert run["metrics"]["promotion.champion_logged_value"] == pytest.approx(logged)
     assert run["tags"]["promotion.decision"] == "kept"
+    # the loser is still published for inspection, with a reason on every row
+    from recomart import publishing
+
+    published = training.publish(lake, DS, data, decision)
+    assert published["champion_version"] == 1
+    recs = pd.read_parquet(publishing.serving_dir(lake, name, decision["candidate_version"])
+                           / "user_recs.parquet")
+    assert recs["reason"].notna().all()
+    assert set(recs["reason"]) <= {"popular", "popular_in_segment"}  # TopPop + hybrid cold start
+    assert publishing.read_latest(lake)["version"] == 1

@@ -309,8 +309,13 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
                 registry.log_metrics(champion["metrics"], prefix="champion.")
         headline = dict(results[selected])
         recipe = {"model": selected, "params": params, "protocol": protocol}
+        best = max(models, key=lambda m: models[m]["ndcg@10"])
         why = (f"{selected} has the best NDCG@10 on the {protocol} holdout "
                f"({models[selected]['ndcg@10']:.4f}; hybrid {models['hybrid']['ndcg@10']:.4f})")
+        if set(selectable) != set(PROTOCOL_MODELS):
+            why = (f"only {', '.join(selectable)} may be selected (force_model_params select): "
+                   f"{selected} scores {models[selected]['ndcg@10']:.4f} on the {protocol} holdout; "
+                   f"the best of all is {best} ({models[best]['ndcg@10']:.4f})")
         registry.log_params({
             "ds": ds, "as_of": data["as_of"], "seed": settings.seed, "rating_folds": rating_folds,
             **{f"curated.{t}.version": i["version"] for t, i in data["tables"].items()},

@@ -1,8 +1,9 @@
 """The training DAG through Airflow (``dag.test``) on a lake built by the real upstream stages.
 
-Run 1 trains, registers v1, makes it ``@champion`` and publishes it. Run 2 forces a deliberately
-worse hybrid (content-only candidates, no tuning): v2 is registered and published for inspection,
-but the champion, ``serving/latest.json`` and the decision logged on v2's run all keep v1.
+Run 1 trains, registers v1 (the best model on the holdout), makes it ``@champion`` and publishes it.
+Run 2 forces a deliberately worse hybrid (content-only candidates, no tuning) and allows only the
+hybrid to be selected: v2 is registered and published for inspection, but the champion (re-scored
+on run 2's holdout), ``serving/latest.json`` and the decision logged on v2's run all keep v1.
 Run 3 repeats run 2: same inputs and parameters, so no new MLflow run or model version (v2 keeps
 its run, and the training experiment holds the same runs as before).
 """

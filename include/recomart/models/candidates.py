@@ -215,10 +215,10 @@ class CandidateSources:
                 "ba_cycle_ratio": ratio.astype(np.float32),
                 "ba_item_cycle_days": cycle.astype(np.float32)}
 
-    def scores(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def scores(self, rows: np.ndarray, buy_again: bool = True) -> dict[str, np.ndarray]:
         """Dense users x items scores per source for known users' rows."""
         x = self.im_.matrix[rows]
-        return {
+        out = {
             "ease": self.ease_.score(rows).astype(np.float32),
             "svd": self.svd_.score(rows).astype(np.float32),
             "cooc": np.asarray((x @ self.cooc_).todense(), dtype=np.float32),
@@ -226,8 +226,10 @@ class CandidateSources:
                                   dtype=np.float32),
             "pop": np.broadcast_to(np.log1p(self.popularity_).astype(np.float32),
                                    (len(rows), x.shape[1])),
-            "buy_again": self.buy_again_scores(rows),
         }
+        if buy_again:
+            out["buy_again"] = self.buy_again_scores(rows)
+        return out
 
     def candidates(self, user_ids: np.ndarray, k: int | dict[str, int] = 50,
                    batch_size: int = 1024, at: pd.Series | None = None,
@@ -241,17 +243,21 @@ class CandidateSources:
         if (rows_all < 0).any():
             raise ValueError("candidates() needs users seen in training (cold start is separate)")
         ks = k if isinstance(k, dict) else dict.fromkeys(SOURCES, k)
+        # without repeats the buy-again source and its features are left out entirely, so the
+        # explore-mode hybrid sees exactly the features it always had
+        repeat_cols = repeat or ks.get("buy_again", 0) > 0
+        sources = SOURCES if repeat_cols else tuple(s for s in SOURCES if s not in REPEAT_SOURCES)
         # large catalogs: fewer users per batch, so the dense per-source scores fit in memory
         batch_size = min(batch_size, max(16, CANDIDATE_CELLS // max(
             self.im_.matrix.shape[1] * (len(SOURCES) + 2), 1)))
         frames = []
         for sl in batches(len(rows_all), batch_size):
             rows = rows_all[sl]
-            sc = self.scores(rows)
+            sc = self.scores(rows, buy_again=repeat_cols)
             seen_r, seen_c = self.im_.matrix[rows].nonzero()
             mask = np.zeros((len(rows), self.im_.matrix.shape[1]), dtype=bool)
             ranks = {}
-            for src in SOURCES:
+            for src in sources:
                 s = np.array(sc[src], dtype=np.float32)
                 if src not in REPEAT_SOURCES and not repeat:
                     s[seen_r, seen_c] = -np.inf
@@ -268,18 +274,19 @@ class CandidateSources:
             r, c = mask.nonzero()
             cols: dict[str, np.ndarray] = {"user_id": user_ids[sl][r],
                                            "product_id": self.im_.item_ids[c]}
-            for src in SOURCES:
+            for src in sources:
                 cols[f"{src}_score"] = np.asarray(sc[src][r, c], dtype=np.float32)
                 cols[f"{src}_rank"] = ranks[src][r, c]
-            cols["buy_again_score"] = np.where(np.isfinite(cols["buy_again_score"]),
-                                               cols["buy_again_score"], 0.0).astype(np.float32)
-            when = None
-            if at is not None:
-                from recomart.models.data import epoch_seconds
+            if repeat_cols:
+                cols["buy_again_score"] = np.where(np.isfinite(cols["buy_again_score"]),
+                                                   cols["buy_again_score"], 0.0).astype(np.float32)
+                when = None
+                if at is not None:
+                    from recomart.models.data import epoch_seconds
 
-                when = epoch_seconds(pd.to_datetime(at.reindex(cols["user_id"]).fillna(at.max()),
-                                                    utc=True)).astype(np.float64)
-            cols.update(self.buy_again_features(rows[r], c, when))
-            cols.update(self.history_features(rows[r], c, when))
+                    when = epoch_seconds(pd.to_datetime(
+                        at.reindex(cols["user_id"]).fillna(at.max()), utc=True)).astype(np.float64)
+                cols.update(self.buy_again_features(rows[r], c, when))
+                cols.update(self.history_features(rows[r], c, when))
             frames.append(pd.DataFrame(cols))
         return pd.concat(frames, ignore_index=True)

@@ -171,3 +171,38 @@ def test_champion_is_rescored_and_a_worse_candidate_with_a_higher_logged_figure_
     assert recs["reason"].notna().all()
     assert set(recs["reason"]) <= {"popular", "popular_in_segment"}  # TopPop + hybrid cold start
     assert publishing.read_latest(lake)["version"] == 1
+
+
+@pytest.mark.slow
+def test_repeat_heavy_shop_selects_on_next_basket_and_publishes_buy_again(lake, tmp_path):
+    """Half the categories consumable: the measured repeat share makes the shop repeat-heavy, the
+    training selects on the next-basket holdout, and the published lists re-offer bought items."""
+    from recomart import publishing, registry, training
+    from recomart.features import build_features
+    from recomart.ingestion import ingest_csv_sources
+    from recomart.sources.generator import generate
+    from recomart.validation import validate_all
+
+    src = tmp_path / "grocer"
+    generate(src, users=400, products=80, days=60, seed=5, end_date=date(2024, 5, 2),
+             consumables=0.5)
+    ingest_csv_sources(lake, DS, src)
+    assert validate_all(lake, DS, "test-prep")["status"] == "pass"
+    build_features(lake, DS, "test-prep")
+    data = training.load_training_data(lake, DS)
+    trained = training.train_and_evaluate(lake, DS, data, model_params={"tune": False})
+    assert trained["protocol"] == "next_basket"
+    run = registry.get_run(trained["run_id"])
+    assert run["params"]["repeat_heavy"] == "True" and float(run["params"]["repeat_share"]) >= 0.2
+    assert "other_protocol.buy_again.ndcg_at_10" in run["metrics"]  # explore baselines reported
+    scores = {m: run["metrics"][f"{m}.ndcg_at_10"] for m in ("random", "toppop", "ease", "svd",
+                                                              "buy_again", "hybrid")}
+    assert scores[trained["selected"]] == max(scores.values())
+    decision = training.register_and_promote(lake, DS, trained)
+    training.publish(lake, DS, data, decision)
+    recs = pd.read_parquet(publishing.serving_dir(lake, registry.HYBRID_MODEL, 1) / "user_recs.parquet")
+    assert (recs["reason"] == "buy_again").any()
+    orders = lake.read_table("curated", "orders")
+    bought = set(zip(orders["user_id"], orders["product_id"], strict=True))
+    again = recs.loc[recs["reason"] == "buy_again"]
+    assert all(pair in bought for pair in zip(again["user_id"], again["product_id"], strict=True))

@@ -111,3 +111,15 @@ def test_evaluate_rejects_a_folder_without_interactions(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--source-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "no ratings.csv, clickstream.csv or orders.csv" in " ".join(result.output.split())
+
+
+def test_reason_is_the_source_that_ranked_the_item_highest_within_its_own_top_k():
+    from recomart.models.hybrid import source_reasons
+
+    # int16 ranks as the candidate sources emit them; k + 1 means "outside that source's top k"
+    cands = pd.DataFrame({"ease_rank": np.array([3, 101, 7], np.int16),
+                          "cooc_rank": np.array([2, 51, 51], np.int16),
+                          "content_rank": np.array([1, 31, 31], np.int16),
+                          "buy_again_rank": np.array([31, 1, 31], np.int16)})
+    ks = {"ease": 100, "cooc": 50, "content": 30, "buy_again": 30}
+    assert source_reasons(cands, ks).tolist() == ["similar_to_recent", "buy_again", "similar_users"]

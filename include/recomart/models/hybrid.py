@@ -72,9 +72,9 @@ def source_reasons(cands: pd.DataFrame, ks: dict[str, int] | int) -> np.ndarray:
     sources = [s for s in SOURCE_REASONS if f"{s}_rank" in cands.columns and ks.get(s, 0) > 0]
     if not sources or not len(cands):
         return np.full(len(cands), "batch", dtype=object)
-    ranks = np.column_stack([np.where(cands[f"{s}_rank"].to_numpy() <= ks[s],
-                                      cands[f"{s}_rank"].to_numpy(), np.iinfo(np.int32).max)
-                             for s in sources])
+    outside = np.iinfo(np.int64).max
+    ranks = np.column_stack([np.where(r <= ks[s], r, outside) for s in sources
+                             for r in [cands[f"{s}_rank"].to_numpy().astype(np.int64)]])
     best = np.argmin(ranks, axis=1)
     return np.array([SOURCE_REASONS[s] for s in sources], dtype=object)[best]
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recomart.errors import PermanentError
 from recomart.models.base import Recommender
 from recomart.models.split import Relevance, resolve_relevance, temporal_split
 
@@ -362,5 +363,5 @@ def read_source_dir(path: Path | str, ds: str | None = None) -> tuple[dict[str, 
     return tables, report
 
 
-class ProtocolInputError(ValueError):
+class ProtocolInputError(PermanentError, ValueError):
     """A source folder the evaluation cannot read (says which file and why)."""

@@ -30,7 +30,7 @@ import pandas as pd
 
 from recomart import registry
 from recomart.config import get_settings
-from recomart.curated import logical_date_end, published_version, read_curated
+from recomart.curated import NothingPublishedError, logical_date_end, published_version, read_curated
 from recomart.lake import Lake, LakeError
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ def load_training_data(lake: Lake, ds: str) -> dict[str, Any]:
         rows = len(read_curated(lake, t, version, cut)) if version is not None else 0
         tables[t] = {"version": version, "rows": rows}
     if not any(tables[t]["rows"] for t in INTERACTION_TABLES):
-        raise ValueError(f"no curated interactions before {cut} in {lake.root}: run the batch DAG first")
+        raise NothingPublishedError(f"no published curated interactions before {cut} in {lake.root}: "
+                                    "run the batch DAG first (its quality gate must pass)")
     features: dict[str, Any] = {}
     for table, key in FEATURE_TABLES.items():
         version = feature_version(lake, table, ds)
@@ -140,8 +141,16 @@ def load_training_data(lake: Lake, ds: str) -> dict[str, Any]:
                            "columns": _numeric_features(lake, table, key, version)}
     data = {"ds": ds, "as_of": cut.isoformat(), "tables": tables, "features": features}
     data["fingerprint"] = _fingerprint(data)
+    data["read_versions"] = pinned_versions(data)
     log.info("training data %s: %s", ds, {t: i["rows"] for t, i in tables.items()})
     return data
+
+
+def pinned_versions(data: dict[str, Any]) -> dict[str, int]:
+    """The lineage key ``read_versions`` of every training task: exactly the pinned versions."""
+    return {**{f"curated/{t}": i["version"] for t, i in data["tables"].items()
+               if i["version"] is not None},
+            **{f"features/{t}": i["version"] for t, i in data["features"].items()}}
 
 
 def _fingerprint(obj: Any) -> str:

@@ -35,10 +35,11 @@ def shop(tmp_path_factory):
 def prepared(lake, shop):
     from recomart.features import build_features
     from recomart.ingestion import ingest_csv_sources
-    from recomart.validation import validate_all
+    from recomart.validation import publish_validated, validate_all
 
     ingest_csv_sources(lake, DS, shop)
     assert validate_all(lake, DS, "test-prep")["status"] == "pass"
+    publish_validated(lake, DS, "test-prep")
     build_features(lake, DS, "test-prep")
     return lake
 
@@ -56,16 +57,19 @@ def _what_training_reads(lake, data):
 
 
 def _tamper(lake, ds_meta: str) -> int:
-    """A new curated users version (one extra customer) and a rebuilt user-feature snapshot with
-    different values, both for ``DS``; returns the extra user's id."""
+    """A new curated users version (one extra customer), published for ``ds_meta`` as a passing
+    batch run would, and a rebuilt user-feature snapshot with different values for ``DS``;
+    returns the extra user's id."""
+    from recomart.curated import publish, published_pointer
     from recomart.features import FeatureStore
 
     users = lake.read_table("curated", "users")
     extra = users.iloc[[0]].copy()
     new_id = int(users["user_id"].max()) + 1
     extra["user_id"] = new_id
-    lake.write_table("curated", "users", pd.concat([users, extra], ignore_index=True),
-                     metadata={"run_id": "later", "logical_date": ds_meta})
+    version = lake.write_table("curated", "users", pd.concat([users, extra], ignore_index=True),
+                               metadata={"run_id": "later", "logical_date": ds_meta})
+    publish(lake, ds_meta, {**published_pointer(lake, DS)["versions"], "users": version}, "later")
     store = FeatureStore(lake)
     snap = store.get_snapshot("user_features", DS)
     numeric = [c for c in snap.columns if c not in ("user_id", "feature_timestamp", "_ds", "_run_id")

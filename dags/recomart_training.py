@@ -1,13 +1,16 @@
 """
 ### RecoMart training
 
-Trains every recommender on the curated interactions and the feature store (point-in-time at the
-logical date), evaluates them all on the same time-based holdout (random, top-pop, EASE, SVD,
-hybrid), logs params, metrics, charts and signed models to MLflow (experiment
-`recomart_training`), registers the hybrid as `recomart_hybrid` and moves the `@champion` alias
-to it only if it beats the current champion's NDCG@10 by more than `RECOMART_CHAMPION_MARGIN`.
-It then publishes top-N per user, similar items and audiences to
-`serving/recomart_hybrid/v<version>/` and points `serving/latest.json` at the champion.
+Trains every recommender on the *published* curated interactions and the feature store, at the
+table versions `load_training_data` pins (every later task reads exactly those). It evaluates
+random, top-pop, EASE, SVD, buy-again and the hybrid, and the current champion **re-scored** (its
+recipe refitted), on one holdout: next basket on repeat-heavy shops, a global time cut otherwise.
+It logs params, metrics, charts and signed models to MLflow (experiment `recomart_training`),
+registers the best as `recomart_hybrid` (the hybrid when it wins, else the winner backed by the
+hybrid for similar items, audiences and new users) and moves `@champion` only if it beats the
+re-scored champion's NDCG@10 by more than `RECOMART_CHAMPION_MARGIN`. It then publishes top-N per
+user (with a `reason`), similar items and audiences to `serving/recomart_hybrid/v<version>/` and
+points `serving/latest.json` at the champion (the serving API hot-swaps to it).
 
 **Schedule**: whenever the batch DAG updates the feature tables (Asset-triggered); also runnable
 by hand (`recomart run recomart_training --date YYYY-MM-DD`). **Params** (trigger conf): `ds`
@@ -82,8 +85,9 @@ def recomart_training() -> None:
         from recomart.training import train_and_evaluate as stage
 
         params = get_current_context()["params"]
-        return stage(Lake(), run_ds(), data, model_params=params.get("force_model_params") or None,
-                     airflow_run_id=_run_id())
+        out = stage(Lake(), run_ds(), data, model_params=params.get("force_model_params") or None,
+                    airflow_run_id=_run_id())
+        return {**out, "read_versions": data.get("read_versions", {})}  # lineage: what it read
 
     @task(inlets=[EXPERIMENT], outlets=[MODEL])
     @fail_fast
@@ -99,8 +103,9 @@ def recomart_training() -> None:
         from recomart.lake import Lake
         from recomart.training import publish as stage
 
-        return stage(Lake(), run_ds(), data, decision,
-                     top_n=get_current_context()["params"].get("top_n"))
+        out = stage(Lake(), run_ds(), data, decision,
+                    top_n=get_current_context()["params"].get("top_n"))
+        return {**out, "read_versions": data.get("read_versions", {})}
 
     @task(outlets=[MODEL_REPORT])
     @fail_fast

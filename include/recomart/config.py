@@ -125,6 +125,16 @@ class Settings(BaseSettings):
     serving_trending_window_s: int = Field(default=3600, ge=10,
                                            description="Window of the online store's trending.")
 
+    # models
+    models_repeat_heavy: bool | None = Field(
+        default=None,
+        description="Force the shop to count as repeat-heavy (true) or not (false); unset = measure "
+                    "the share of repeat order lines and compare with RECOMART_MODELS_REPEAT_SHARE.")
+    models_repeat_share: float = Field(
+        default=0.2, ge=0, le=1,
+        description="A shop whose share of repeat order lines reaches this is repeat-heavy: "
+                    "training selects on the next-basket protocol and the hybrid adds buy-again.")
+
     # experiments: RECOMART_EXPERIMENT_* (online A/B tests, recomart.experiments)
     experiment_gated_promotion: bool = Field(
         default=False,

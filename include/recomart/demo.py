@@ -36,6 +36,7 @@ class DemoOptions:
     days: int = 60
     stream_events: int = 5000
     malformed_share: float = 0.01
+    consumables: float = 0.3  # a share of re-bought categories, so the buy-again path is exercised
     ds: str = field(default_factory=lambda: datetime.now(UTC).date().isoformat())
     source_dir: Path | None = None
     with_stream: bool = True
@@ -100,7 +101,7 @@ def run_demo(opts: DemoOptions, step: Step = log.info) -> dict:
     end = date.fromisoformat(opts.ds)
     step(f"generating a shop: {opts.users} users, {opts.products} products, {opts.days} days -> {src}")
     generated = generate(src, users=opts.users, products=opts.products, days=opts.days,
-                         seed=get_settings().seed, end_date=end)
+                         seed=get_settings().seed, end_date=end, consumables=opts.consumables)
     result: dict = {"ds": opts.ds, "source_dir": str(src), "generated": generated}
     remember_source_dir(lake, src)
     with serve_in_background(create_app(src / "products.csv")) as catalog_url:

@@ -53,6 +53,19 @@ def tracking_uri() -> str:
     return get_settings().resolved_mlflow_uri
 
 
+def _configured(fn):
+    """Every public function points MLflow at the configured store first: under the real
+    scheduler each Airflow task is its own process, so no task may rely on another's set-up
+    (MLflow's default is an ``mlflow.db`` in the working directory)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        configure()
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 def configure() -> str:
     """Point MLflow (tracking and registry) at the configured store; returns the URI. Cheap."""
     import mlflow
@@ -71,6 +84,7 @@ def client() -> mlflow.MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+@_configured
 def ensure_experiment(name: str) -> str:
     """The experiment id for ``name``, created with its artifacts under the lake if new."""
     c = client()
@@ -84,6 +98,7 @@ def ensure_experiment(name: str) -> str:
 
 # ---- runs and logging ------------------------------------------------------------------------
 @contextmanager
+@_configured
 def start_run(experiment: str, run_name: str | None = None,
               tags: Mapping[str, Any] | None = None) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run in ``experiment`` (created on first use); ends the run on exit."""
@@ -95,6 +110,7 @@ def start_run(experiment: str, run_name: str | None = None,
         yield run
 
 
+@_configured
 def log_params(params: Mapping[str, Any], prefix: str = "", run_id: str | None = None) -> None:
     """Params as strings (MLflow caps a value at 6000 chars); nested dicts become JSON."""
     import mlflow
@@ -110,6 +126,7 @@ def log_params(params: Mapping[str, Any], prefix: str = "", run_id: str | None =
         c.log_param(run_id, key, value)
 
 
+@_configured
 def log_metrics(metrics: Mapping[str, Any], prefix: str = "", run_id: str | None = None) -> None:
     """Numeric metrics only (others are skipped); names are made MLflow-safe via ``metric_key``."""
     import mlflow
@@ -126,12 +143,14 @@ def log_metrics(metrics: Mapping[str, Any], prefix: str = "", run_id: str | None
             c.log_metric(run_id, k, v)
 
 
+@_configured
 def log_model_metrics(per_model: Mapping[str, Mapping[str, Any]]) -> None:
     """Evaluation results ``{model: {metric: value}}`` as ``<model>.<metric>`` on the active run."""
     for model_name, metrics in per_model.items():
         log_metrics(metrics, prefix=f"{model_name}.")
 
 
+@_configured
 def log_dict(obj: Any, artifact_file: str, run_id: str | None = None) -> None:
     import mlflow
 
@@ -141,6 +160,7 @@ def log_dict(obj: Any, artifact_file: str, run_id: str | None = None) -> None:
         client().log_dict(run_id, obj, artifact_file)
 
 
+@_configured
 def log_figure(figure: Any, artifact_file: str) -> None:
     """A matplotlib figure as a PNG (or SVG/PDF by extension) artifact of the active run."""
     import mlflow
@@ -148,6 +168,7 @@ def log_figure(figure: Any, artifact_file: str) -> None:
     mlflow.log_figure(figure, artifact_file)
 
 
+@_configured
 def log_artifact(path: Path | str, artifact_path: str | None = None, run_id: str | None = None) -> None:
     import mlflow
 
@@ -157,6 +178,7 @@ def log_artifact(path: Path | str, artifact_path: str | None = None, run_id: str
         client().log_artifact(run_id, str(path), artifact_path)
 
 
+@_configured
 def set_tags(tags: Mapping[str, Any], run_id: str | None = None) -> None:
     c = client()
     run_id = run_id or _active_run_id()
@@ -173,6 +195,7 @@ def _active_run_id() -> str:
     return run.info.run_id
 
 
+@_configured
 def get_run(run_id: str) -> dict[str, Any]:
     """A run's params, metrics and tags as plain dicts (what the CLI and the report show)."""
     run = client().get_run(run_id)
@@ -181,6 +204,7 @@ def get_run(run_id: str) -> dict[str, Any]:
             "status": run.info.status}
 
 
+@_configured
 def run_artifact_dir(run_id: str) -> Path | None:
     """Local folder of a run's artifacts when the store is file based (the embedded default)."""
     from urllib.parse import urlparse
@@ -232,6 +256,7 @@ def _signature(recommender: Any, example: pd.DataFrame):
     return infer_signature(example, output, params={"n": get_settings().top_n})
 
 
+@_configured
 def log_model(model: Any, name: str, signature_example: pd.DataFrame, *,
               metrics: Mapping[str, float] | None = None,
               tags: Mapping[str, Any] | None = None) -> ModelVersion:
@@ -245,6 +270,7 @@ def log_model(model: Any, name: str, signature_example: pd.DataFrame, *,
                           tags={"recommender_class": type(model).__qualname__, **(tags or {})})
 
 
+@_configured
 def log_model_artifact(model: Any, signature_example: pd.DataFrame, *,
                        metrics: Mapping[str, float] | None = None, artifact_name: str = "model") -> str:
     """Log ``model`` as a pyfunc (signature + input example) in the active run; returns its URI.
@@ -269,6 +295,7 @@ def log_model_artifact(model: Any, signature_example: pd.DataFrame, *,
     return info.model_uri
 
 
+@_configured
 def register_model(model_uri: str, name: str, *, run_id: str | None = None,
                    tags: Mapping[str, Any] | None = None) -> ModelVersion:
     """Register a logged model as a new version of ``name``; the run's headline metrics and
@@ -286,6 +313,7 @@ def register_model(model_uri: str, name: str, *, run_id: str | None = None,
     return c.get_model_version(name, str(version.version))
 
 
+@_configured
 def find_run(experiment: str, tags: Mapping[str, Any]) -> str | None:
     """The newest finished run of ``experiment`` whose tags include ``tags`` (for idempotent re-runs)."""
     c = client()
@@ -312,6 +340,7 @@ def _pip_requirements() -> list[str]:
 
 
 # ---- registry queries ------------------------------------------------------------------------
+@_configured
 def find_version(name: str, tags: Mapping[str, Any]) -> ModelVersion | None:
     """The newest version of ``name`` whose tags include all of ``tags`` (re-runs reuse it)."""
     versions = client().search_model_versions(f"name = '{name}'")
@@ -320,6 +349,7 @@ def find_version(name: str, tags: Mapping[str, Any]) -> ModelVersion | None:
     return max(hits, key=lambda v: int(v.version)) if hits else None
 
 
+@_configured
 def list_versions(name: str) -> list[dict[str, Any]]:
     """Every version of ``name``, newest first, with aliases, run id and headline metrics."""
     c = client()
@@ -335,6 +365,7 @@ def list_versions(name: str) -> list[dict[str, Any]]:
     return out
 
 
+@_configured
 def list_models() -> list[str]:
     return sorted(m.name for m in client().search_registered_models())
 
@@ -346,6 +377,7 @@ def _headline_metrics(run_id: str | None) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if "." not in k}
 
 
+@_configured
 def get_champion(name: str) -> tuple[ModelVersion, dict[str, float]] | None:
     """The ``@champion`` version of ``name`` and its headline metrics, or None if there is none."""
     from mlflow.exceptions import MlflowException
@@ -360,14 +392,21 @@ def get_champion(name: str) -> tuple[ModelVersion, dict[str, float]] | None:
     return version, _headline_metrics(version.run_id)
 
 
+@_configured
 def promote_if_better(name: str, candidate_version: int | str, metric: str = PROMOTION_METRIC,
-                      margin: float | None = None) -> dict[str, Any]:
+                      margin: float | None = None, *, champion_value: float | None = None,
+                      rescored_version: int | None = None, rescored: bool = False) -> dict[str, Any]:
     """Give ``candidate_version`` the ``@champion`` alias iff it beats the champion by > margin.
 
     No champion yet: the candidate wins. The decision and both figures are written to the
     candidate's run (params ``promotion.*``, metrics ``promotion.candidate_*``/``champion_*``, tag
     ``promotion.decision``, artifact ``promotion/decision.json``) and to the version's tags.
     Calling it twice for the same candidate gives the same decision (idempotent).
+
+    ``rescored=True`` (the training run): the champion's figure is ``champion_value``, its score
+    on the candidate's own holdout, not the figure it logged on its older holdout. It must be the
+    champion that was re-scored (``rescored_version``), else the candidate is kept: comparing
+    with a champion no one scored on this holdout would be guessing.
     """
     from datetime import UTC, datetime
 
@@ -380,13 +419,21 @@ def promote_if_better(name: str, candidate_version: int | str, metric: str = PRO
         raise ValueError(f"{name} v{candidate.version}: run {candidate.run_id} has no metric {key}")
     current = get_champion(name)
     champ_version = int(current[0].version) if current else None
-    champ_value = current[1].get(key) if current else None
+    champ_logged = current[1].get(key) if current else None
+    champ_value = champ_logged
+    if rescored and current is not None:
+        champ_value = None if champion_value is None else float(champion_value)
 
     if champ_version == int(candidate.version):
         prior = candidate.tags.get("promotion.decision", "promoted")
         decision, reason = prior, "candidate already holds @champion"
     elif current is None:
         decision, reason = "promoted", "no champion yet"
+    elif rescored and rescored_version != champ_version:
+        decision, reason = "kept", (f"champion is v{champ_version} but v{rescored_version} was "
+                                    "re-scored on this holdout: re-run the training")
+    elif rescored and champ_value is None:
+        decision, reason = "kept", f"champion v{champ_version} could not be re-scored (no recipe)"
     elif champ_value is None:
         decision, reason = "promoted", f"champion v{champ_version} has no {key}"
     elif cand_value > champ_value + margin:
@@ -400,6 +447,8 @@ def promote_if_better(name: str, candidate_version: int | str, metric: str = PRO
         "model": name, "metric": key, "margin": margin, "decision": decision, "reason": reason,
         "candidate_version": int(candidate.version), "candidate_value": cand_value,
         "previous_champion_version": champ_version, "previous_champion_value": champ_value,
+        "previous_champion_logged_value": champ_logged,
+        "champion_figure": "re-scored on this holdout" if rescored else "logged",
         "champion_version": int(candidate.version) if decision == "promoted" else champ_version,
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -424,6 +473,9 @@ def _record_decision(run_id: str | None, name: str, version: str, result: Mappin
     c.log_metric(run_id, "promotion.candidate_value", float(result["candidate_value"]))
     if result["previous_champion_value"] is not None:
         c.log_metric(run_id, "promotion.champion_value", float(result["previous_champion_value"]))
+    if result.get("previous_champion_logged_value") is not None:
+        c.log_metric(run_id, "promotion.champion_logged_value",
+                     float(result["previous_champion_logged_value"]))
     c.log_metric(run_id, "promotion.promoted", 1.0 if result["decision"] == "promoted" else 0.0)
     for k in ("decision", "reason", "previous_champion_version"):
         c.set_tag(run_id, f"promotion.{k}", str(result[k]))
@@ -438,6 +490,7 @@ def champion_uri(name: str) -> str:
     return f"models:/{name}@{CHAMPION}"
 
 
+@_configured
 def load_champion(name: str = HYBRID_MODEL):
     """The ``models:/<name>@champion`` pyfunc model, cached per (store, name, version).
 
@@ -456,11 +509,13 @@ def load_champion(name: str = HYBRID_MODEL):
     return _LOADED[key]
 
 
+@_configured
 def champion_recommender(name: str = HYBRID_MODEL) -> Any:
     """The raw recommender behind ``@champion`` (``recommend``, ``similar_items``, ``audience``)."""
     return load_champion(name).unwrap_python_model().recommender
 
 
+@_configured
 def load_version_recommender(name: str, version: int | str) -> Any:
     """The raw recommender of one version (the publisher re-creates a champion's outputs)."""
     import mlflow.pyfunc

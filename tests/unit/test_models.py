@@ -226,3 +226,37 @@ def test_segment_popularity_falls_back_to_global_for_small_or_unknown_segments()
     recs = pop.recommend(np.array([900, 901, 902]), n=2, users=new)
     first = recs.loc[recs["rank"] == 1].set_index("user_id")["product_id"].to_dict()
     assert first == {900: 1, 901: 3, 902: 3}  # tiny has 3 users (< 20): global, like unknowns
+
+
+def test_planted_label_leak_in_external_features_does_not_reach_the_ranker(data):
+    """An item feature that counts the ranker's own labels (relevant pairs of its validation
+    period) once they have happened. As of the ranker's cut-off it is all zeros, so with
+    ``features_at`` the ranker never learns from it and the offline score equals a hybrid without
+    the feature; handed the end-of-training frame for its rows (the old way) it does learn it."""
+    from recomart.models.evaluate import score_model
+    from recomart.models.protocols import explore_split
+
+    events, products, users = data
+    outer = explore_split(events)
+    params = {**FAST_HYBRID, "ranker": {"n_estimators": 60, "subsample": 1.0,
+                                        "colsample_bytree": 1.0}}
+    inner = temporal_split(outer.train, holdout=params.get("holdout", 0.2))
+    labels = inner.test.loc[inner.test["relevant"], ["product_id", "timestamp"]]
+
+    def leak(at) -> pd.DataFrame:
+        t = at.min() if isinstance(at, pd.Series) else at
+        seen = labels.loc[labels["timestamp"] < t, "product_id"].value_counts()
+        return pd.DataFrame({"product_id": np.arange(48),
+                             "leak": seen.reindex(np.arange(48), fill_value=0).to_numpy(float)})
+
+    end = leak(outer.train["timestamp"].max() + pd.Timedelta(seconds=1))
+    assert end["leak"].sum() == len(labels) > 0  # the frame at the end does hold the labels
+    point_in_time = HybridRecommender(params).fit(outer.train, products, users, item_features=end,
+                                                  features_at=lambda at: (None, leak(at)))
+    without = HybridRecommender(params).fit(outer.train, products, users)
+    leaky = HybridRecommender(params).fit(outer.train, products, users, item_features=end)
+
+    assert "ext_i_leak" in leaky.ranker_.importances()  # the planted leak is learnable
+    assert "ext_i_leak" not in point_in_time.ranker_.importances()
+    assert score_model(point_in_time, outer)["ndcg@10"] == pytest.approx(
+        score_model(without, outer)["ndcg@10"], abs=1e-12)

@@ -184,3 +184,42 @@ def test_cli_lists_models_shows_champion_and_recommends_live(lake, interactions)
     assert [(int(r[1]), int(r[3])) for r in rows if r[0] == "999"] == \
         list(zip(expected["product_id"], expected["rank"], strict=True))
     assert "models:/test_hybrid@champion" in recs.output
+
+
+FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from recomart import registry
+name = sys.argv[1]
+out = {}
+rec = registry.load_version_recommender(name, 1)
+out["recs"] = len(rec.recommend([1, 2], 3))
+out["champion"] = int(registry.get_champion(name)[0].version)
+out["found"] = int(registry.find_version(name, {"ds": "2024-05-01"}).version)
+out["cwd_db"] = Path("mlflow.db").exists()
+print(json.dumps(out))
+"""
+
+
+def test_every_function_configures_mlflow_itself_in_a_fresh_process(lake, interactions, tmp_path):
+    """Under the real scheduler each task is its own process: ``publish`` loads a version with no
+    earlier ``configure()`` in that process. Only the environment is shared."""
+    import os
+    import subprocess
+    import sys
+
+    from recomart.models.baselines import TopPopRecommender
+
+    model = TopPopRecommender().fit(interactions.assign(timestamp=pd.Timestamp("2024-05-01", tz="UTC")))
+    version = _register(model, 0.3)
+    registry.promote_if_better(NAME, version.version)
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_",))}
+    env["RECOMART_LAKE_ROOT"] = str(lake.root)
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, NAME], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"recs": 6, "champion": 1, "found": 1, "cwd_db": False}
+    assert not (workdir / "mlflow.db").exists()

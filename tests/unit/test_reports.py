@@ -282,6 +282,12 @@ def test_eda_report_sections_and_figures(lake):
     counts = counts.reindex(frames["products"]["product_id"], fill_value=0).sort_values(ascending=False)
     top = counts.iloc[: int(np.ceil(0.2 * len(counts)))].sum() / counts.sum()
     assert f"top 20% of products take {100 * top:.1f}% of interactions" in flat
+    from recomart.models.protocols import repeat_share
+
+    rep = repeat_share(frames["orders"])
+    assert rep["order_lines"] == len(frames["orders"])
+    assert "Repeat purchases" in flat
+    assert f"{100 * rep['repeat_share']:.1f}% of order lines are repeats" in flat
 
 
 def test_eda_report_movielens_shape_without_orders_or_clicks(lake):

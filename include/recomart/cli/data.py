@@ -26,6 +26,10 @@ def generate(
     end_date: str = typer.Option("2024-06-30", "--end-date",
                                  help="Exclusive end of the activity window (YYYY-MM-DD, UTC)"),
     out: Path = typer.Option(..., "--out", help="Folder for the <dataset>.csv files (created)"),
+    consumables: float = typer.Option(
+        0.0, "--consumables", min=0.0, max=1.0,
+        help="Share of categories that are consumable (re-bought on per-product cycles: a "
+             "repeat-heavy shop); Grocery first, then Pet Supplies, Beauty, ..."),
 ) -> None:
     """Generate a synthetic shop (users, products, orders, ratings, clickstream) as CSV files."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -42,7 +46,7 @@ def generate(
 
         try:
             counts = run_generator(out, users=users, products=products, days=days, seed=seed,
-                                   end_date=end, progress=progress)
+                                   end_date=end, progress=progress, consumables=consumables)
         except ValueError as exc:
             console.print(f"[red]{exc}")
             raise typer.Exit(2) from exc

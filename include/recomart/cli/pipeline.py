@@ -52,6 +52,8 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
          products: int = typer.Option(600, help="Generated products"),
          days: int = typer.Option(60, help="Days of history"),
          stream_events: int = typer.Option(5000, help="Clickstream events sent through Kafka"),
+         consumables: float = typer.Option(0.3, help="Share of categories re-bought on cycles "
+                                                     "(a repeat-heavy shop exercises buy-again)"),
          date: str = typer.Option(None, "--date", help="Logical date (default: today, UTC)"),
          no_stream: bool = typer.Option(False, "--no-stream", help="Skip the speed layer"),
          no_serving: bool = typer.Option(False, "--no-serving",
@@ -74,6 +76,7 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
     from recomart.processes import interrupt_on_signals
 
     opts = DemoOptions(users=users, products=products, days=days, stream_events=stream_events,
+                       consumables=consumables,
                        with_stream=not no_stream, with_serving=not no_serving,
                        with_experiment=not no_experiment, experiment_visits=experiment_visits,
                        source_dir=source_dir)

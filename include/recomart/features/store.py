@@ -206,12 +206,14 @@ class FeatureStore:
 
     def get_historical_features(self, entity_df: pd.DataFrame, features: Sequence[str], *,
                                 timestamp_column: str = "event_timestamp",
-                                full_feature_names: bool = False) -> pd.DataFrame:
+                                full_feature_names: bool = False,
+                                versions: Mapping[str, int] | None = None) -> pd.DataFrame:
         """Point-in-time join: ``entity_df`` (entity keys + ``event_timestamp``) plus the features.
 
         Each row gets values from the latest snapshot with ``feature_timestamp <= event_timestamp``
         (null when none is that old). Rows keep their order. Columns are named after the feature,
         or ``<table>__<feature>`` with ``full_feature_names`` (required when two tables share a name).
+        ``versions`` (``{table: Delta version}``) reads tables as pinned, not at the latest version.
         """
         if timestamp_column not in entity_df.columns:
             raise FeatureStoreError(f"entity frame has no {timestamp_column!r} column")
@@ -228,7 +230,8 @@ class FeatureStore:
             absent = [k for k in keys if k not in out.columns]
             if absent:
                 raise FeatureStoreError(f"{table} needs entity column(s) {absent} in the entity frame")
-            schema = dict(self.lake.table_schema(ZONE, table))
+            version = (versions or {}).get(table)
+            schema = dict(self.lake.table_schema(ZONE, table, version=version))
             unknown = [n for n in names if n not in schema or n in keys or n in META_COLUMNS]
             if unknown:
                 raise FeatureStoreError(f"{table} has no feature(s) {unknown}")
@@ -240,7 +243,7 @@ class FeatureStore:
             taken.update(renamed.values())
             max_ds = out["__ts"].max().date().isoformat()  # prune snapshots; merge_asof decides
             snap = self.lake.read_table(ZONE, table, columns=[*keys, TIMESTAMP_COLUMN, *names],
-                                        filters=[("_ds", "<=", max_ds)])
+                                        filters=[("_ds", "<=", max_ds)], version=version)
             snap[TIMESTAMP_COLUMN] = pd.to_datetime(snap[TIMESTAMP_COLUMN], utc=True).astype(TS_TYPE)
             for k in keys:
                 out[k] = out[k].astype(snap[k].dtype) if len(snap) else out[k]

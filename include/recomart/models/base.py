@@ -82,7 +82,9 @@ class Recommender:
         known = rows >= 0
         frames = []
         k_users, k_rows = user_ids[known], rows[known]
-        for sl in batches(len(k_rows), self.batch_size):
+        # dense scores per batch stay under ~250 MB whatever the catalog size
+        size = min(self.batch_size, max(16, 30_000_000 // max(len(self.item_ids), 1)))
+        for sl in batches(len(k_rows), size):
             frames.append(self._recommend_rows(k_users[sl], k_rows[sl], n, exclude_seen))
         if (~known).any():
             frames.append(self.cold_start(user_ids[~known], n))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recomart.errors import PermanentError
 from recomart.models.base import Recommender
 from recomart.models.split import Relevance, resolve_relevance, temporal_split
 
@@ -174,3 +175,193 @@ def evaluate_movielens(path: Path | str, folds: int = 5, seed: int = 42,
                         "items": int(events["product_id"].nunique())},
             "protocol": {**PROTOCOL, "seed": seed, "rating_cv_folds": folds},
             **out}
+
+
+# ---- the two protocols (explore with a global cut, repeat-aware next basket) -----------------
+BASELINES = ("random", "toppop", "ease", "svd", "buy_again")
+PROTOCOL_MODELS = (*BASELINES, "hybrid")
+
+
+def make_any_model(name: str, params: dict[str, Any], seed: int) -> Recommender:
+    """``make_model`` plus the ``buy_again`` baseline."""
+    if name == "buy_again":
+        from recomart.models.baselines import BuyAgainRecommender
+
+        return BuyAgainRecommender()
+    return make_model(name, params, seed)
+
+
+def fit_model(name: str, params: dict[str, Any], seed: int, train: pd.DataFrame,
+              products: pd.DataFrame | None, users: pd.DataFrame | None, *,
+              user_features: pd.DataFrame | None = None,
+              item_features: pd.DataFrame | None = None, relevance: Relevance = "auto",
+              protocol: str = "explore", features_at: Any = None) -> Recommender:
+    """A fitted model; on the next-basket protocol the hybrid runs in repeat mode."""
+    if name == "hybrid" and protocol == "next_basket":
+        from recomart.models.hybrid import repeat_params
+
+        params = repeat_params(params)
+    model = make_any_model(name, params, seed)
+    if name == "hybrid":
+        return model.fit(train, products, users, user_features=user_features,
+                         item_features=item_features, relevance=relevance, features_at=features_at)
+    return model.fit(train, products, users)
+
+
+def score_model(model: Recommender, split) -> dict[str, Any]:
+    """Protocol metrics of a fitted model on ``split`` (a ``protocols.ProtocolSplit``)."""
+    from recomart.models.metrics import ranking_metrics
+
+    t0 = time.perf_counter()
+    recs = model.recommend(split.users, n=20, exclude_seen=split.exclude_seen)
+    eval_s = time.perf_counter() - t0
+    metrics = ranking_metrics(recs, split.relevant, n_catalog=len(model.item_ids))
+    return {**metrics, "eval_seconds": round(eval_s, 3)}
+
+
+def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed: int = 42,
+                   products: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
+                   user_features: pd.DataFrame | None = None,
+                   item_features: pd.DataFrame | None = None,
+                   progress: Progress | None = None, features_at: Any = None
+                   ) -> dict[str, dict[str, Any]]:
+    """Fit every model on ``split.train`` and score it on the split: ``{model: metrics}``.
+    ``features_at`` (see ``HybridRecommender.fit``) keeps the hybrid's ranker point in time."""
+    say = progress or (lambda msg: log.info(msg))
+    relevance = split.info.get("relevance", "auto")
+    relevance = relevance if relevance in ("rating", "purchase", "any") else "auto"
+    out: dict[str, dict[str, Any]] = {}
+    for name in models:
+        say(f"{split.name}: fitting {name}")
+        t0 = time.perf_counter()
+        model = fit_model(name, params, seed, split.train, products, users,
+                          user_features=user_features, item_features=item_features,
+                          relevance=relevance, protocol=split.name, features_at=features_at)
+        fit_s = time.perf_counter() - t0
+        say(f"{split.name}: evaluating {name}")
+        out[name] = {**score_model(model, split), "fit_seconds": round(fit_s, 3)}
+        if name == "hybrid":
+            out[name]["training"] = model.training_info_
+        log.info("%s %s: %s", split.name, name, out[name])
+    return out
+
+
+def evaluate_source(tables: dict[str, pd.DataFrame], *, protocols: Sequence[str] = ("explore",
+                    "next_basket"), models: Sequence[str] | None = None, cut: str | None = None,
+                    seed: int = 42, rating_folds: int = 0, params: dict[str, Any] | None = None,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Both protocols on canonical tables (any source): ``{"protocols": {name: {"split", "models"}
+    | {"skipped": reason}}, "rating_cv", "params", "repeat", "dataset"}``."""
+    from recomart.models.data import interactions_from_tables
+    from recomart.models.protocols import (
+        ProtocolError,
+        explore_split,
+        next_basket_split,
+        repeat_share,
+    )
+
+    say = progress or (lambda msg: log.info(msg))
+    names = list(models or PROTOCOL_MODELS)
+    events = interactions_from_tables(tables)
+    orders = tables.get("orders")
+    out: dict[str, Any] = {"dataset": {"events": len(events),
+                                       "users": int(events["user_id"].nunique()),
+                                       "items": int(events["product_id"].nunique())},
+                           "repeat": repeat_share(orders), "protocols": {}}
+    tuned_params = params
+    for name in protocols:
+        try:
+            split = (explore_split(events, cut=cut) if name == "explore"
+                     else next_basket_split(events, orders))
+        except ProtocolError as exc:
+            out["protocols"][name] = {"skipped": str(exc)}
+            say(f"{name}: skipped ({exc})")
+            continue
+        if tuned_params is None:
+            say(f"{name}: tuning EASE lambda and SVD on the training part")
+            t0 = time.perf_counter()
+            tuned = tune(split.train, resolve_relevance(split.train), seed=seed,
+                         tune_svd_params=any(n in names for n in ("svd", "hybrid")))
+            tuned_params = tuned["params"]
+            out["tuning"] = {**tuned["report"], "seconds": round(time.perf_counter() - t0, 2)}
+        results = evaluate_split(split, names, tuned_params, seed=seed,
+                                 products=tables.get("products"), users=tables.get("users"),
+                                 progress=say)
+        out["protocols"][name] = {"split": split.info, "models": results,
+                                  "best": max(results, key=lambda m: results[m]["ndcg@10"])}
+    if not any("models" in p for p in out["protocols"].values()):
+        raise ProtocolError("no protocol could run on this source: "
+                            + "; ".join(p["skipped"] for p in out["protocols"].values()))
+    out["params"] = tuned_params
+    has_ratings = "rating" in events and events["rating"].notna().any()
+    if rating_folds > 0 and has_ratings and "svd" in names:
+        from recomart.models.svd import nested_rating_cv
+
+        say(f"SVD rating RMSE by nested {rating_folds}-fold CV")
+        t0 = time.perf_counter()
+        out["rating_cv"] = {**nested_rating_cv(events.loc[events["rating"].notna()],
+                                               folds=rating_folds, seed=seed),
+                            "seconds": round(time.perf_counter() - t0, 2)}
+    return out
+
+
+def read_source_dir(path: Path | str, ds: str | None = None) -> tuple[dict[str, pd.DataFrame],
+                                                                    dict[str, Any]]:
+    """Canonical CSVs of a source folder (generator output, MovieLens adapter output, a shop's
+    export) as typed frames, events before the end of ``ds``. Rows whose ids or timestamps do not
+    parse are dropped and counted (the batch pipeline quarantines them; evaluation only reports).
+    Returns ``(tables, {"rows", "dropped", "cut"})``."""
+    from recomart.curated import empty_frame, logical_date_end
+    from recomart.tables import DATASETS
+
+    folder = Path(path)
+    found = [n for n in DATASETS if (folder / f"{n}.csv").exists()]
+    if not {"ratings", "clickstream", "orders"} & set(found):
+        raise ProtocolInputError(f"{folder}: no ratings.csv, clickstream.csv or orders.csv "
+                                 f"(canonical source CSVs, see CONTRIBUTING.md)")
+    cut = logical_date_end(ds) if ds else None
+    tables: dict[str, pd.DataFrame] = {}
+    report: dict[str, Any] = {"rows": {}, "dropped": {}, "cut": cut.isoformat() if cut else None}
+    for name, spec in DATASETS.items():
+        if name not in found:
+            tables[name] = empty_frame(name)
+            continue
+        raw = pd.read_csv(folder / f"{name}.csv", dtype=str, keep_default_na=False)
+        missing = [c for c in spec.columns if c not in raw.columns]
+        if missing:
+            raise ProtocolInputError(f"{folder / (name + '.csv')}: missing columns {missing}")
+        df = pd.DataFrame(index=raw.index)
+        bad = pd.Series(False, index=raw.index)
+        for col, kind in spec.columns.items():
+            text = raw[col].replace("", None)
+            if kind == "int":
+                val = pd.to_numeric(text, errors="coerce")
+                df[col] = val.astype("Int64")
+            elif kind == "float":
+                val = pd.to_numeric(text, errors="coerce")
+                df[col] = val.astype("float64")
+            elif kind in ("timestamp", "date"):
+                val = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+                df[col] = val
+            else:
+                val = text
+                df[col] = text.astype(object)
+            if col not in spec.nullable and kind != "str":
+                bad |= val.isna() & True
+        if cut is not None and "timestamp" in spec.columns:
+            bad |= df["timestamp"].ge(cut).fillna(False)
+        keep = ~bad
+        n_bad = int(bad.sum())
+        df = df.loc[keep].reset_index(drop=True)
+        for col, kind in spec.columns.items():
+            if kind == "int" and col not in spec.nullable:
+                df[col] = df[col].astype("int64")
+        tables[name] = df
+        report["rows"][name] = len(df)
+        if n_bad:
+            report["dropped"][name] = n_bad
+    return tables, report
+
+
+class ProtocolInputError(PermanentError, ValueError):
+    """A source folder the evaluation cannot read (says which file and why)."""

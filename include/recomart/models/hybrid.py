@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,13 +31,26 @@ from recomart.models.ranker_features import FeatureBuilder
 from recomart.models.split import Relevance, resolve_relevance, temporal_split
 
 log = logging.getLogger(__name__)
+#: ``features_at(per-user cut-off times) -> (user_features, item_features)`` as of those times.
+FeaturesAt = Callable[[pd.Series], tuple[pd.DataFrame | None, pd.DataFrame | None]]
 
 DEFAULT_HYBRID_PARAMS: dict[str, Any] = {
     "candidates": {"ease": 100, "svd": 30, "cooc": 50, "content": 30, "pop": 30},
     "ease_lam": 400.0, "ease_max_items": 4000, "svd": None, "ranker": None, "ranker_grid": None,
     "max_ranker_users": 10000, "holdout": 0.2, "cooc_neighbours": 100,
     "cold_half_life_days": 30.0, "min_segment_users": 20, "similar_content_weight": 0.3,
+    "repeat": False,
 }
+#: Repeat mode (repeat-heavy shops): a buy-again candidate source, the ranker learns from each
+#: user's next basket (repeats included), and its fallback may be the buy-again ordering.
+REPEAT_CANDIDATES = {"buy_again": 30}
+
+
+def repeat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` switched to repeat mode (keeps an explicit ``buy_again`` candidate count)."""
+    cands = {**params.get("candidates", DEFAULT_HYBRID_PARAMS["candidates"])}
+    cands.setdefault("buy_again", REPEAT_CANDIDATES["buy_again"])
+    return {**params, "repeat": True, "candidates": cands}
 
 
 
@@ -45,6 +59,24 @@ def _products_or_ids(products: pd.DataFrame | None, events: pd.DataFrame) -> pd.
         return products
     ids = np.unique(events["product_id"].to_numpy())
     return pd.DataFrame({"product_id": ids, "title": ids.astype(str), "category": "?"})
+
+
+#: The ``reason`` a list row shows: the candidate source that ranked the item highest.
+SOURCE_REASONS = {"ease": "similar_users", "svd": "similar_users", "cooc": "similar_to_recent",
+                  "content": "similar_to_recent", "pop": "popular", "buy_again": "buy_again"}
+
+
+def source_reasons(cands: pd.DataFrame, ks: dict[str, int] | int) -> np.ndarray:
+    """Per candidate: the reason of the source that put it highest in its own top-k."""
+    ks = ks if isinstance(ks, dict) else dict.fromkeys(SOURCE_REASONS, ks)
+    sources = [s for s in SOURCE_REASONS if f"{s}_rank" in cands.columns and ks.get(s, 0) > 0]
+    if not sources or not len(cands):
+        return np.full(len(cands), "batch", dtype=object)
+    outside = np.iinfo(np.int64).max
+    ranks = np.column_stack([np.where(r <= ks[s], r, outside) for s in sources
+                             for r in [cands[f"{s}_rank"].to_numpy().astype(np.int64)]])
+    best = np.argmin(ranks, axis=1)
+    return np.array([SOURCE_REASONS[s] for s in sources], dtype=object)[best]
 
 
 class HybridRecommender(Recommender):
@@ -67,17 +99,24 @@ class HybridRecommender(Recommender):
     def fit(self, interactions: pd.DataFrame, products: pd.DataFrame | None = None,
             users: pd.DataFrame | None = None, user_features: pd.DataFrame | None = None,
             item_features: pd.DataFrame | None = None,
-            relevance: Relevance = "auto") -> HybridRecommender:
+            relevance: Relevance = "auto", features_at: FeaturesAt | None = None
+            ) -> HybridRecommender:
+        """``user_features`` / ``item_features`` are as of the end of ``interactions``: the final
+        ranker scores with them. ``features_at(times)`` returns ``(user_features, item_features)``
+        as of earlier times: the ranker's own validation period then gets features as of its
+        cut-off, so counts taken later (its labels) never reach its training rows. Without it,
+        the given frames are used there too (only honest when they hold no later data)."""
         self.timings_: dict[str, float] = {}
         events = normalize_events(interactions)
         relevance = resolve_relevance(events, relevance)
         products = _products_or_ids(products, events)
         with self._timed("content_fit"):
             self.content_ = ContentModel().fit(products)
-        self._fit_ranker(events, products, relevance, user_features, item_features)
+        self._fit_ranker(events, products, relevance, user_features, item_features, features_at)
         with self._timed("final_sources_fit"):
             pairs = to_pairs(events)
-            self.sources_ = self._sources(self.content_).fit(pairs, products, content=self.content_)
+            self.sources_ = self._sources(self.content_).fit(pairs, products, content=self.content_,
+                                                             events=events)
         self.timings_.update({f"final_{k}": v for k, v in self.sources_.timings_.items()})
         self.im_ = self.sources_.im_
         self.popularity_ = self.sources_.popularity_
@@ -102,14 +141,38 @@ class HybridRecommender(Recommender):
                 self.timings_[stage] = round(time.perf_counter() - t0, 3)
         return block()
 
-    def _fit_ranker(self, events, products, relevance, user_features, item_features) -> None:
+    def _inner_split(self, events: pd.DataFrame, relevance: Relevance):
+        """The ranker's validation period. Explore mode: per-user time split (new items).
+        Repeat mode: each user's last basket (purchases at one time) after >= 1 earlier one, every
+        item a candidate: labels then include repeat purchases. Returns (train events, labelled
+        pairs with a boolean ``relevant``, per-user cut-off or None)."""
+        if self.params.get("repeat"):
+            from recomart.models.protocols import ProtocolError, next_basket_split
+
+            bought = events.loc[events["event_type"].eq("purchase"), ["user_id", "product_id",
+                                                                      "timestamp"]]
+            orders = bought.assign(order_id=pd.factorize(
+                pd.MultiIndex.from_frame(bought[["user_id", "timestamp"]]))[0])
+            try:
+                inner = next_basket_split(events, orders, min_users=1)
+                return inner.train, inner.relevant.assign(relevant=True), inner.cutoff
+            except ProtocolError as exc:
+                log.warning("repeat-mode ranker: %s; using the per-user time split", exc)
+        inner = temporal_split(events, holdout=self.params["holdout"], relevance=relevance)
+        return inner.train, inner.test, inner.cutoff
+
+    def _fit_ranker(self, events, products, relevance, user_features, item_features,
+                    features_at: FeaturesAt | None = None) -> None:
         with self._timed("ranker_split"):
-            inner = temporal_split(events, holdout=self.params["holdout"], relevance=relevance)
+            inner_train, test, at = self._inner_split(events, relevance)
+        if features_at is not None:
+            # point in time: the ranker's rows only see features as of its own cut-off
+            user_features, item_features = features_at(at)
         with self._timed("ranker_sources_fit"):
-            src = self._sources(self.content_).fit(to_pairs(inner.train), products,
-                                                   content=self.content_)
+            src = self._sources(self.content_).fit(to_pairs(inner_train), products,
+                                                   content=self.content_, events=inner_train)
         self.timings_.update({f"ranker_{k}": v for k, v in src.timings_.items()})
-        test = inner.test.loc[src.im_.user_index(inner.test["user_id"].to_numpy()) >= 0]
+        test = test.loc[src.im_.user_index(test["user_id"].to_numpy()) >= 0]
         users = np.unique(test.loc[test["relevant"], "user_id"].to_numpy())
         if len(users) == 0:
             raise ValueError("no user has a relevant item in the ranker's validation period")
@@ -117,20 +180,24 @@ class HybridRecommender(Recommender):
         if len(users) > self.params["max_ranker_users"]:
             users = np.sort(rng.choice(users, self.params["max_ranker_users"], replace=False))
         with self._timed("ranker_candidates"):
-            cands = src.candidates(users, self.params["candidates"])
+            cands = src.candidates(users, self.params["candidates"], at=at,
+                                   repeat=bool(self.params.get("repeat")))
         held = test.set_index(["user_id", "product_id"])["relevant"]
+        held = held[~held.index.duplicated()]
         key = pd.MultiIndex.from_frame(cands[["user_id", "product_id"]])
         label = held.reindex(key).to_numpy()
         # Graded: 2 = relevant later, 1 = engaged later but not relevant, 0 = no engagement.
         y = np.where(pd.isna(label), 0, np.where(label == True, 2, 1)).astype(np.float32)  # noqa: E712
         with self._timed("ranker_features"):
-            fb = FeatureBuilder().fit(to_pairs(inner.train), products, src.im_, user_features,
+            fb = FeatureBuilder().fit(to_pairs(inner_train), products, src.im_, user_features,
                                       item_features)
             x = fb.transform(cands)
         has_pos = pd.Series(y >= 2).groupby(cands["user_id"].to_numpy()).transform("any").to_numpy()
         with self._timed("ranker_fit"):
+            fallback = ("ease_score", "buy_again_score") if self.params.get("repeat") else (
+                "ease_score",)
             self.ranker_ = Ranker(self.params["ranker"], seed=self.seed,
-                                  grid=self.params["ranker_grid"]).fit(
+                                  grid=self.params["ranker_grid"], fallback=fallback).fit(
                 x.loc[has_pos].reset_index(drop=True), y[has_pos],
                 cands["user_id"].to_numpy()[has_pos])
         n_relevant = int(test.loc[test["user_id"].isin(users), "relevant"].sum())
@@ -144,13 +211,15 @@ class HybridRecommender(Recommender):
     # ---- serving ---------------------------------------------------------------------------
     def _recommend_rows(self, users: np.ndarray, rows: np.ndarray, n: int,
                         exclude_seen: bool) -> pd.DataFrame:
-        cands = self.sources_.candidates(users, self.params["candidates"])
+        cands = self.sources_.candidates(users, self.params["candidates"],
+                                         repeat=bool(self.params.get("repeat")))
         if len(cands) == 0:
             return empty_recs()
         score = self.ranker_.predict(self.features_.transform(cands))
         out = pd.DataFrame({"user_id": cands["user_id"].to_numpy(),
                             "product_id": cands["product_id"].to_numpy(),
-                            "score": score.astype("float64")})
+                            "score": score.astype("float64"),
+                            "reason": source_reasons(cands, self.params["candidates"])})
         out = out.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
         out["rank"] = out.groupby("user_id").cumcount() + 1
         return out.loc[out["rank"] <= n].reset_index(drop=True).astype({"rank": "int64"})
@@ -159,7 +228,8 @@ class HybridRecommender(Recommender):
                   users: pd.DataFrame | None = None, new_item_slots: int = 0) -> pd.DataFrame:
         """Top-n per user. ``users`` gives demographics of new users for segment popularity;
         ``new_item_slots`` reserves the last slots for items without interactions (content).
-        Candidates are always unseen items, so ``exclude_seen=False`` changes nothing here."""
+        Candidates are unseen items except the buy-again source's (repeat mode), whatever
+        ``exclude_seen`` says."""
         self._request_users = users
         try:
             recs = super().recommend(user_ids, n=n, exclude_seen=exclude_seen)
@@ -179,7 +249,7 @@ class HybridRecommender(Recommender):
         idx, sc = top_n(sims.astype(np.float64), slots)
         new = pd.DataFrame({"user_id": np.repeat(users[known], idx.shape[1]),
                             "product_id": self.new_items_[idx.ravel()], "score": sc.ravel()})
-        new = new.loc[new["score"] > 0]
+        new = new.loc[new["score"] > 0].assign(reason="new_item")
         keep = recs.loc[recs["rank"] <= n - slots]
         out = pd.concat([keep, new.assign(rank=0)], ignore_index=True)
         out["rank"] = out.groupby("user_id").cumcount() + 1
@@ -187,7 +257,9 @@ class HybridRecommender(Recommender):
 
     def cold_start(self, user_ids: np.ndarray, n: int) -> pd.DataFrame:
         """Segment-aware, recency-weighted popular items for users without history."""
-        return self.cold_.recommend(user_ids, n, users=getattr(self, "_request_users", None))
+        recs = self.cold_.recommend(user_ids, n, users=getattr(self, "_request_users", None))
+        recs["reason"] = "popular_in_segment"
+        return recs
 
     def similar_items(self, product_ids, n: int = 10, batch_size: int = 512) -> pd.DataFrame:
         """Co-occurrence + content neighbours among trained items (content only for new items)."""
@@ -259,7 +331,9 @@ class HybridRecommender(Recommender):
 def train_hybrid(interactions: pd.DataFrame, products: pd.DataFrame | None = None,
                  users: pd.DataFrame | None = None, user_features: pd.DataFrame | None = None,
                  item_features: pd.DataFrame | None = None, params: dict[str, Any] | None = None,
-                 seed: int = 42, relevance: Relevance = "auto") -> HybridRecommender:
+                 seed: int = 42, relevance: Relevance = "auto",
+                 features_at: FeaturesAt | None = None) -> HybridRecommender:
     """Fit the hybrid on all given interactions (``params`` e.g. from ``evaluate_models``)."""
     return HybridRecommender(params, seed=seed).fit(interactions, products, users, user_features,
-                                                    item_features, relevance=relevance)
+                                                    item_features, relevance=relevance,
+                                                    features_at=features_at)

@@ -76,6 +76,7 @@ def ranking_metrics(recs: pd.DataFrame, relevant: pd.DataFrame, n_catalog: int,
     top_k = recs.loc[recs["rank"].le(k) & recs["user_id"].isin(users), "product_id"]
     return {
         f"ndcg@{k}": float(ndcg_at_k(hits, n_rel, k).mean()),
+        f"recall@{k}": float(recall_at_k(hits, n_rel, k).mean()),
         f"recall@{recall_k}": float(recall_at_k(hits, n_rel, recall_k).mean()),
         f"hr@{k}": float(hit_rate_at_k(hits, k).mean()),
         f"map@{k}": float(average_precision_at_k(hits, n_rel, k).mean()),

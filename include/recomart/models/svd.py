@@ -108,3 +108,37 @@ def rating_cv(interactions: pd.DataFrame, params: dict[str, Any] | None = None, 
                          cv=KFold(n_splits=folds, random_state=seed, shuffle=True))
     return {"rmse": float(np.mean(res["test_rmse"])), "mae": float(np.mean(res["test_mae"])),
             "folds": folds}
+
+
+def nested_rating_cv(interactions: pd.DataFrame, folds: int = 5, seed: int = 42,
+                     grid: dict[str, list] | None = None) -> dict[str, Any]:
+    """RMSE/MAE of BiasedSVD by **nested** k-fold CV: the grid search runs inside each outer fold
+    (on that fold's training part only), so the figure is not optimistic; Surprise's default SVD
+    is scored on the same outer folds."""
+    from surprise import SVD, accuracy
+    from surprise.model_selection import GridSearchCV, KFold, ShuffleSplit
+
+    data = surprise_dataset(to_pairs(interactions))
+    grid = {**(grid or SVD_GRID), "random_state": [seed]}
+    rows: list[dict[str, Any]] = []
+    for k, (trainset, testset) in enumerate(KFold(n_splits=folds, random_state=seed,
+                                                  shuffle=True).split(data)):
+        # the inner search sees only this outer fold's training ratings
+        raw = [(trainset.to_raw_uid(u), trainset.to_raw_iid(i), r) for u, i, r in trainset.all_ratings()]
+        inner = surprise_dataset(pd.DataFrame({"user_id": [r[0] for r in raw],
+                                               "product_id": [r[1] for r in raw],
+                                               "rating": [r[2] for r in raw],
+                                               "strength": 2.0}))
+        search = GridSearchCV(SVD, grid, measures=["rmse"], n_jobs=1,
+                              cv=ShuffleSplit(n_splits=1, test_size=0.2, random_state=seed))
+        search.fit(inner)
+        best = {p: v for p, v in search.best_params["rmse"].items() if p != "random_state"}
+        tuned = SVD(biased=True, random_state=seed, **best).fit(trainset).test(testset)
+        default = SVD(biased=True, random_state=seed).fit(trainset).test(testset)
+        rows.append({"fold": k, "params": best,
+                     "rmse": accuracy.rmse(tuned, verbose=False), "mae": accuracy.mae(tuned, verbose=False),
+                     "rmse_surprise_default": accuracy.rmse(default, verbose=False),
+                     "mae_surprise_default": accuracy.mae(default, verbose=False)})
+    mean = {m: float(np.mean([r[m] for r in rows]))
+            for m in ("rmse", "mae", "rmse_surprise_default", "mae_surprise_default")}
+    return {**mean, "folds": folds, "per_fold": rows, "method": "nested k-fold (grid inside each fold)"}

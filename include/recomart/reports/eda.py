@@ -50,7 +50,36 @@ def build_eda_report(lake: Lake, ds: str) -> Path:
     _category_mix(pdf, inter, data["products"])
     _price(pdf, data["products"])
     _ratings(pdf, data["ratings"])
+    _repeat_purchases(pdf, data["orders"])
     return publish(lake, ds, "eda.pdf", pdf.to_bytes())
+
+
+def _repeat_purchases(pdf: ReportPDF, orders: pd.DataFrame) -> None:
+    """How repeat-heavy the shop is: the figure the training uses to pick its protocol and mix."""
+    from recomart.config import get_settings
+    from recomart.models.protocols import repeat_share
+
+    pdf.section("Repeat purchases", min_space=40)
+    if orders.empty:
+        pdf.note("No orders: repeat purchases cannot be measured; training selects on the explore "
+                 "protocol.")
+        return
+    rep = repeat_share(orders)
+    settings = get_settings()
+    heavy = (settings.models_repeat_heavy if settings.models_repeat_heavy is not None
+             else rep["repeat_share"] >= settings.models_repeat_share)
+    pdf.data_table(["measure", "value"], [
+        ["order lines", f"{rep['order_lines']:,}"],
+        ["lines re-buying a product the user bought in an earlier order",
+         f"{rep['repeat_lines']:,} ({fmt_pct(rep['repeat_share'])})"],
+        ["users with >= 2 orders who re-bought something", fmt_pct(rep["repeat_users_share"])],
+    ])
+    forced = " (forced by RECOMART_MODELS_REPEAT_HEAVY)" if settings.models_repeat_heavy is not None else ""
+    pdf.takeaway(f"{fmt_pct(rep['repeat_share'])} of order lines are repeats: the shop counts as "
+                 f"{'repeat-heavy' if heavy else 'not repeat-heavy'}{forced} (threshold "
+                 f"{fmt_pct(settings.models_repeat_share)}), so training selects on the "
+                 f"{'next-basket' if heavy else 'explore'} protocol"
+                 f"{' and the hybrid adds buy-again candidates' if heavy else ''}.")
 
 
 # ---- inputs -----------------------------------------------------------------------------------

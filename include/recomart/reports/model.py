@@ -19,7 +19,15 @@ REPORT_FILE = "model.pdf"
 #: Ranking metrics shown in the chart (MLflow-safe names, see ``registry.metric_key``).
 CHART_METRICS = ("ndcg_at_10", "recall_at_20", "hr_at_10", "map_at_10")
 TABLE_METRICS = (*CHART_METRICS, "user_coverage", "catalog_coverage", "rmse", "fit_seconds")
-MODEL_ORDER = ("random", "toppop", "ease", "svd", "hybrid")
+MODEL_ORDER = ("random", "toppop", "ease", "svd", "buy_again", "hybrid", "champion")
+PROTOCOL_TEXT = {
+    "explore": "explore protocol: one global time cut (the last 20% of the time span), every model "
+               "trained on all events before it; relevant = items new to the user, purchased or "
+               "rated >= 4 after the cut; the user's earlier items are not recommended.",
+    "next_basket": "repeat-aware next-basket protocol: per user with >= 2 orders the last order is "
+                   "held out and its items are relevant; every item is rankable, including ones "
+                   "bought before.",
+}
 LABELS = {"ndcg_at_10": "NDCG@10", "recall_at_20": "Recall@20", "hr_at_10": "HR@10",
           "map_at_10": "MAP@10", "user_coverage": "User cov.", "catalog_coverage": "Catalog cov.",
           "rmse": "RMSE", "fit_seconds": "Fit s"}
@@ -84,7 +92,7 @@ def lift_rows(results: Mapping[str, Mapping[str, float]], model: str = "hybrid",
 
 def build_model_report(lake: Lake, ds: str, *, results: Mapping[str, Mapping[str, float]],
                        decision: Mapping[str, Any], training: Mapping[str, Any],
-                       run_id: str | None = None) -> Path:
+                       run_id: str | None = None, selection: Mapping[str, Any] | None = None) -> Path:
     """Write ``reports/ds=<ds>/model.pdf`` (and ``reports/latest/model.pdf``); returns its path."""
     from recomart.reports.pdf import GOOD, WARN, ReportPDF, Styled, publish
 
@@ -99,14 +107,18 @@ def build_model_report(lake: Lake, ds: str, *, results: Mapping[str, Mapping[str
          ("Promotion metric", f"{decision.get('metric', '')} (margin {decision.get('margin', '')})"),
          ("MLflow run", run_id or "–")])
 
+    selection = selection or {}
+    protocol = selection.get("protocol") or "explore"
+    selected = selection.get("selected") or "hybrid"
     pdf.section("Metrics against the baselines")
-    pdf.para("All models are trained on the same interactions and evaluated on the same per-user "
-             "time-based holdout (the latest 20% of each user's items). Relevant = purchased "
-             "(shop data) or rated >= 4 (explicit data).")
+    pdf.para(f"All models (and the current champion, re-scored: its recipe refitted on the same "
+             f"training part) are evaluated on one holdout, the {PROTOCOL_TEXT.get(protocol, protocol)}"
+             + (f" Repeat share of order lines: {selection.get('repeat_share')} (repeat-heavy: "
+                f"{selection.get('repeat_heavy')})." if selection.get("repeat_share") else ""))
     models = ordered_models(results)
     cols = [m for m in TABLE_METRICS if any(m in results[x] for x in models)]
-    rows = [[Styled(m, None, bold=(m == "hybrid")), *(_cell(results[m].get(c)) for c in cols)]
-            for m in models]
+    rows = [[Styled(m + (" (re-scored)" if m == "champion" else ""), None, bold=(m == selected)),
+             *(_cell(results[m].get(c)) for c in cols)] for m in models]
     pdf.data_table(["model", *(LABELS.get(c, c) for c in cols)], rows)
     if models:
         pdf.figure(metrics_chart(results))
@@ -114,14 +126,25 @@ def build_model_report(lake: Lake, ds: str, *, results: Mapping[str, Mapping[str
     if lifts:
         pdf.subsection("Hybrid vs most-popular")
         pdf.data_table(["metric", "hybrid", "toppop", "lift"], lifts)
-        best = max(models, key=lambda m: results[m].get("ndcg_at_10", float("-inf")))
-        pdf.takeaway(f"Best NDCG@10: {best} ({results[best].get('ndcg_at_10', 0):.4f}).")
+    if selection.get("why"):
+        pdf.takeaway(f"Registered: {selected}. Why: {selection['why']}.")
+    other = selection.get("other") or {}
+    if other:
+        name = selection.get("other_name") or "other protocol"
+        pdf.subsection(f"Baselines on the {name} protocol (reported, not used for selection)")
+        pdf.para(PROTOCOL_TEXT.get(name, name))
+        ocols = [m for m in TABLE_METRICS if any(m in other[x] for x in other)]
+        pdf.data_table(["model", *(LABELS.get(c, c) for c in ocols)],
+                       [[m, *(_cell(other[m].get(c)) for c in ocols)] for m in ordered_models(other)])
 
     pdf.section("Promotion decision")
     pdf.data_table(["", "value"], [
         ["candidate", f"v{decision.get('candidate_version')}: {_cell(decision.get('candidate_value'))}"],
-        ["previous champion", f"v{decision.get('previous_champion_version')}: "
-                              f"{_cell(decision.get('previous_champion_value'))}"],
+        ["champion re-scored on this holdout", f"v{decision.get('previous_champion_version')}: "
+                                               f"{_cell(decision.get('previous_champion_value'))}"],
+        ["champion's logged figure (its own holdout)",
+         _cell(decision.get("previous_champion_logged_value"))],
+        ["how the champion was re-scored", selection.get("champion_how") or "–"],
         ["rule", f"promote iff candidate > champion + {decision.get('margin')}"],
         ["decision", f"{decision.get('decision')} — {decision.get('reason')}"],
     ])

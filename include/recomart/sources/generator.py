@@ -399,6 +399,55 @@ def _events(rng: np.random.Generator, sessions: Arrays, users: Arrays, prods: Ar
     }
 
 
+# ---- repeat purchases (consumables) ------------------------------------------------------------
+#: Categories that turn consumable first as ``consumables`` grows, with their median repurchase
+#: cycle in days (each product gets its own cycle around it).
+CONSUMABLE_CYCLES: dict[str, float] = {
+    "Grocery": 7.0, "Pet Supplies": 18.0, "Beauty": 28.0, "Home & Kitchen": 35.0,
+    "Garden & DIY": 40.0, "Toys & Games": 45.0, "Sports & Outdoors": 45.0, "Fashion": 60.0,
+    "Books": 60.0, "Electronics": 90.0}
+
+
+def _repeat_purchases(rng: np.random.Generator, ev: Arrays, prods: Arrays, share: float,
+                      span_s: int) -> Arrays:
+    """Append repurchase sessions (view, cart, buy) of consumable products on per-product cycles.
+
+    A consumable product's first purchase by a user starts a chain: the next purchase follows
+    after the product's cycle (jittered per purchase) while the user stays loyal (a per-user
+    probability). Uses its own random stream, so ``share=0`` leaves the shop byte-identical."""
+    n_cons = round(share * len(CATEGORY_NAMES))
+    if n_cons <= 0:
+        return ev
+    chosen = list(CONSUMABLE_CYCLES)[:n_cons]
+    cat_cycle = np.array([CONSUMABLE_CYCLES.get(c, np.nan) if c in chosen else np.nan
+                          for c in CATEGORY_NAMES])
+    cycle = cat_cycle[prods["cat"]] * rng.lognormal(0, 0.3, size=len(prods["cat"]))
+    bi = np.flatnonzero(ev["buy"] & np.isfinite(cycle[ev["v_prod"]]))
+    pair = ev["v_user"][bi].astype(np.int64) * (len(cycle) + 1) + ev["v_prod"][bi]
+    order = np.lexsort((ev["p_time"][bi], pair))
+    first = bi[order][np.r_[True, pair[order][1:] != pair[order][:-1]]]
+    n_users = int(ev["v_user"].max()) + 1
+    loyalty = rng.beta(6, 2, size=n_users)
+    u, p, t = ev["v_user"][first], ev["v_prod"][first], ev["p_time"][first].astype(np.float64)
+    out_u, out_p, out_t = [], [], []
+    while len(u):
+        t = t + cycle[p] * 86400 * rng.lognormal(0, 0.25, size=len(u))
+        go = (t < span_s - 1) & (rng.random(len(u)) < loyalty[u])
+        u, p, t = u[go], p[go], t[go]
+        out_u.append(u)
+        out_p.append(p)
+        out_t.append(t.astype(np.int64))
+    ru, rp, rt = np.concatenate(out_u), np.concatenate(out_p), np.concatenate(out_t)
+    n = len(ru)
+    if n == 0:
+        return ev
+    sess0 = int(ev["v_sess"].max()) + 1
+    add = {"v_sess": np.arange(sess0, sess0 + n), "v_user": ru, "v_prod": rp,
+           "v_aff": np.full(n, 1.0), "v_time": np.maximum(rt - 90, 0), "c_time": np.maximum(rt - 40, 0),
+           "p_time": rt, "cart": np.ones(n, bool), "buy": np.ones(n, bool)}
+    return {k: np.r_[ev[k], add[k].astype(ev[k].dtype)] for k in ev}
+
+
 # ---- assembly ----------------------------------------------------------------------------------
 def _clickstream(ev: Arrays, prods: Arrays, t0: int) -> tuple[pa.Table, Arrays]:
     c, b = ev["cart"], ev["buy"]
@@ -483,11 +532,16 @@ def _write_csv(table: pa.Table, path: Path) -> None:
 
 
 def generate(out_dir: Path, *, users: int, products: int, days: int, seed: int = 42,
-             end_date: date = date(2024, 6, 30), progress: Progress | None = None) -> dict[str, int]:
+             end_date: date = date(2024, 6, 30), progress: Progress | None = None,
+             consumables: float = 0.0) -> dict[str, int]:
     """Write users/products/orders/ratings/clickstream CSVs to ``out_dir``; returns rows per table.
 
     All timestamps fall in ``[end_date - days, end_date)`` UTC (midnight boundaries).
+    ``consumables`` (0-1): share of categories that are consumable (Grocery first, then Pet
+    Supplies, Beauty, ...): their buyers re-buy on per-product cycles (a repeat-heavy shop).
     """
+    if not 0 <= consumables <= 1:
+        raise ValueError(f"consumables must be in [0, 1], got {consumables}")
     _check(users, products, days)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -515,6 +569,7 @@ def generate(out_dir: Path, *, users: int, products: int, days: int, seed: int =
     sessions = _sessions(rng, users, days, day_cdf, usr)
     tick("sessions")
     ev = _events(rng, sessions, usr, prods, span_s)
+    ev = _repeat_purchases(np.random.default_rng([seed, 1]), ev, prods, consumables, span_s)
     tick("events")
     click_t, cs = _clickstream(ev, prods, t0)
     del ev, sessions

@@ -389,17 +389,23 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
                      **_experiment_fields(routed),
                      "session_id": body.session_id, "fresh_events": len(events), "items": items})
 
+    def _per_product(view: Any, lists: Any, product_id: int, n: int) -> tuple[list, list]:
+        """A product's list from the batch view; a known product without one gets an empty
+        list, an unknown product a 404 that names the view."""
+        got = lists.get(product_id, n)
+        if got is not None:
+            return got
+        if not view.knows_product(product_id):
+            raise HTTPException(404, f"unknown product {product_id}: not in the batch view "
+                                     f"{view.model} v{view.version}")
+        return [], []
+
     @app.get("/v1/products/{product_id}/similar", tags=["products"])
     async def similar(product_id: ProductId, n: N = 10) -> JSON:
         """Item-to-item neighbours from the batch view."""
         s = state["s"]
         view = view_or_503()
-        got = view.similar.get(product_id, n)
-        if got is None:
-            if not view.knows_product(product_id):
-                raise HTTPException(404, f"unknown product {product_id}: not in the batch view "
-                                         f"{view.model} v{view.version}")
-            got = ([], [])
+        got = _per_product(view, view.similar, product_id, n)
         items = [{"product_id": p, "score": round(sc, 6), "rank": i, "reason": "similar"}
                  for i, (p, sc) in enumerate(zip(*got, strict=True), start=1)]
         rid = uuid.uuid4().hex
@@ -412,12 +418,7 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
     async def audience(product_id: ProductId, n: N = 10) -> JSON:
         """The users most likely to engage with the product (for marketing)."""
         view = view_or_503()
-        got = view.audience.get(product_id, n)
-        if got is None:
-            if not view.knows_product(product_id):
-                raise HTTPException(404, f"unknown product {product_id}: not in the batch view "
-                                         f"{view.model} v{view.version}")
-            got = ([], [])
+        got = _per_product(view, view.audience, product_id, n)
         users = [{"user_id": u, "score": round(sc, 6), "rank": i}
                  for i, (u, sc) in enumerate(zip(*got, strict=True), start=1)]
         metrics.ITEMS_SERVED.labels("audience").inc(len(users))

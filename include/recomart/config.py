@@ -135,6 +135,20 @@ class Settings(BaseSettings):
         description="A shop whose share of repeat order lines reaches this is repeat-heavy: "
                     "training selects on the next-basket protocol and the hybrid adds buy-again.")
 
+    # experiments: RECOMART_EXPERIMENT_* (online A/B tests, recomart.experiments)
+    experiment_gated_promotion: bool = Field(
+        default=False,
+        description="Move @champion to a challenger only when its experiment concludes it is "
+                    "better with a clean SRM check (the decision is logged on the version either way).")
+    experiment_cuped_feature: str = Field(
+        default="user_features:n_views",
+        description="Pre-experiment covariate for CUPED (feature-store reference table:feature).")
+    experiment_log_mlflow: bool = Field(default=True,
+                                        description="Log each readout (metrics, JSON, PDF) to MLflow.")
+    experiment_refresh_s: float = Field(
+        default=30.0, gt=0, description="How often the serving API re-reads running experiments "
+                                        "(and re-resolves their model aliases).")
+
     @field_validator("lake_root", "source_dir", "stack_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

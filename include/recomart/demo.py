@@ -41,6 +41,8 @@ class DemoOptions:
     source_dir: Path | None = None
     with_stream: bool = True
     with_serving: bool = True
+    with_experiment: bool = True
+    experiment_visits: int = 1500
 
 
 Step = Callable[[str], None]
@@ -119,6 +121,13 @@ def run_demo(opts: DemoOptions, step: Step = log.info) -> dict:
         from recomart.serving.demo import serving_demo
 
         result["serving"] = serving_demo(env, src.parent, step)
+    if opts.with_experiment and result["champion"]:
+        from recomart.experiments.demo import experiment_demo
+
+        result["experiment"] = experiment_demo(
+            opts.ds, env, src.parent, step, shop_users=opts.users, shop_products=opts.products,
+            shop_days=opts.days, seed=get_settings().seed, end_date=end,
+            visits=opts.experiment_visits)
     return result
 
 

@@ -2,7 +2,8 @@
 
 Zones (see recomart_lake/README.md): raw (immutable landings + manifests), speed (Faust landings),
 quarantine, curated and features (Delta tables), reports (PDF/HTML), serving (published
-recommendations), lineage (OpenLineage events), state (run history, stage state), mlflow.
+recommendations), lineage (OpenLineage events), state (run history, stage state), mlflow,
+experiments (A/B definitions, attributed outcomes, readouts).
 
 Every write is atomic: files are written to a temporary name in the same folder and renamed into
 place; tables are Delta Lake commits. A crash therefore leaves either the old or the new content.
@@ -26,7 +27,7 @@ from recomart.config import get_settings
 from recomart.errors import RecomartError
 
 ZONES = ("raw", "speed", "quarantine", "curated", "features", "reports", "serving", "lineage",
-         "state", "mlflow")
+         "state", "mlflow", "experiments")
 
 
 class LakeError(RecomartError):
@@ -101,6 +102,9 @@ class Lake:
     def write_parquet(self, path: Path, data: pd.DataFrame | pa.Table) -> Path:
         table = to_arrow(data)
         return _atomic_write(path, lambda fh: pq.write_table(table, fh, compression="zstd"))
+
+    def read_arrow_file(self, path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+        return pq.read_table(path, columns=list(columns) if columns else None)
 
     def read_parquet(self, path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()

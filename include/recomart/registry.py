@@ -521,3 +521,33 @@ def load_version_recommender(name: str, version: int | str) -> Any:
     import mlflow.pyfunc
 
     return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().recommender
+
+
+# ---- experiments (online A/B readouts and gated promotion) ------------------------------------
+EXPERIMENTS_EXPERIMENT = "recomart_experiments"
+
+
+def version_for_alias(name: str, alias: str) -> int | None:
+    """The version number ``models:/<name>@<alias>`` points to, or None (no model / no alias)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return int(client().get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def set_alias(name: str, alias: str, version: int | str) -> None:
+    client().set_registered_model_alias(name, alias, str(version))
+
+
+def delete_alias(name: str, alias: str) -> None:
+    client().delete_registered_model_alias(name, alias)
+
+
+def set_version_tags(name: str, version: int | str, tags: Mapping[str, Any]) -> None:
+    c = client()
+    for k, v in tags.items():
+        c.set_model_version_tag(name, str(version), k, str(v))

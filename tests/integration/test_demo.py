@@ -53,6 +53,14 @@ def test_demo_end_to_end(tmp_path):
     latest = json.loads((lake / "serving/latest.json").read_text())
     assert latest["version"] >= 1 and f"champion: recomart_hybrid v{latest['version']}" in out
 
+    # the simulated A/B experiment went through the serving API, Kafka and the experiments DAG
+    assert "simulated shoppers:" in out and "SRM:" in out and "decision: " in out
+    exp_dir = lake / "experiments" / "demo-champion-vs-challenger"
+    (readout,) = exp_dir.glob("r*/ds=*/readout.json")
+    rec = json.loads(readout.read_text())["reconciliation"]
+    assert rec["valid"] > 0 and rec["events_attributed"] > 0
+    assert (readout.parent / "readout.pdf").exists()
+
     # lineage of what applications read goes all the way back to the raw files and their checksums
     lineage = subprocess.run([str(exe), "lineage", "serving/recomart_hybrid"], env=env,
                              capture_output=True, text=True, timeout=120)

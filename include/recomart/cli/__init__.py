@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from recomart.cli import (  # noqa: F401  (importing registers the commands)
     data,
+    experiments,
     features,
     models,
     pipeline,

@@ -58,6 +58,10 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
          no_stream: bool = typer.Option(False, "--no-stream", help="Skip the speed layer"),
          no_serving: bool = typer.Option(False, "--no-serving",
                                          help="Skip the serving API before/after step"),
+         no_experiment: bool = typer.Option(False, "--no-experiment",
+                                            help="Skip the simulated A/B experiment"),
+         experiment_visits: int = typer.Option(1500, "--experiment-visits",
+                                               help="Simulated shopper visits in the experiment"),
          source_dir: Path = typer.Option(None, "--source-dir",
                                          help="Where to write the generated shop (default .demo/)"),
          ) -> None:
@@ -74,6 +78,7 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
     opts = DemoOptions(users=users, products=products, days=days, stream_events=stream_events,
                        consumables=consumables,
                        with_stream=not no_stream, with_serving=not no_serving,
+                       with_experiment=not no_experiment, experiment_visits=experiment_visits,
                        source_dir=source_dir)
     if date:
         opts.ds = date
@@ -107,6 +112,13 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
                       f"({champion['champion_metric']} = {champion['champion_value']:.4f})")
     if serving := result.get("serving"):
         console.print(_serving_table(serving))
+    if experiment := result.get("experiment"):
+        from recomart.cli.experiments import print_readout
+
+        d = experiment["drive"]
+        console.print(f"simulated shoppers: {d['requests']:,} requests, {d['events_sent']:,} "
+                      f"events through POST /v1/events; lists per variant {d['by_variant']}")
+        print_readout(experiment["readout"])
         events = ", ".join(f"{kind} {pid}" for pid, kind in serving["events"])
         console.print(f"streamed through Kafka: {events}; visible in the API "
                       f"{serving['seconds_to_fresh']}s after the broker acknowledged them. "

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recomart.config import Settings, get_settings
+from recomart.experiments.routing import ExperimentRouter, Routed
 from recomart.lake import Lake
 from recomart.serving import blend, metrics
 from recomart.serving.batch_view import BatchView, ViewHolder
@@ -155,6 +156,7 @@ class Serving:
         self.kafka = KafkaOut(settings.kafka_bootstrap, settings.exposures_topic,
                               settings.clickstream_topic, settings.serving_exposure_queue)
         self.rules = blend.MergeRules()
+        self.router = ExperimentRouter(lake, settings.experiment_refresh_s)
         self.started_at = time.time()
         self._online_errors = 0
         self._online_warned = 0.0
@@ -203,13 +205,18 @@ class Serving:
         return [pid for pid, _ in top]
 
     def expose(self, route: str, request_id: str, view: BatchView | None, items: list[dict],
-               user_id: int | None = None, session_id: str | None = None) -> None:
-        """Log the served list (the response's own items) to the exposures topic, async."""
+               user_id: int | None = None, session_id: str | None = None,
+               routed: Routed | None = None) -> None:
+        """Log the served list (the response's own items) to the exposures topic, async; in an
+        experiment, with its name, revision, variant and the unit's assignment probability."""
+        a = routed.assignment if routed is not None else None
         self.kafka.log_exposure(request_id, _encode({
             "request_id": request_id, "ts": datetime.now(UTC).isoformat(), "route": route,
             "user_id": user_id, "session_id": session_id,
             "model": view.model if view else None, "version": view.version if view else None,
-            "variant": None, "items": items}))
+            "variant": a.variant if a else None, "experiment": a.experiment if a else None,
+            "experiment_revision": a.revision if a else None,
+            "assignment_probability": a.probability if a else None, "items": items}))
 
 
 def _int_param(raw: str, where: str, lo: int, hi: int) -> int:
@@ -228,6 +235,13 @@ def _int_param(raw: str, where: str, lo: int, hi: int) -> int:
     return value
 
 
+def _experiment_fields(routed: Routed | None) -> dict[str, Any]:
+    if routed is None:
+        return {}
+    a = routed.assignment
+    return {"experiment": a.experiment, "variant": a.variant}
+
+
 def _items(scored: list[blend.Scored]) -> list[dict]:
     return [{"product_id": s.product_id, "score": round(s.score, 6), "rank": i,
              "reason": s.reason} for i, s in enumerate(scored, start=1)]
@@ -242,6 +256,7 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
     async def lifespan(app: FastAPI):
         serving = Serving(settings, lake)
         await asyncio.to_thread(serving.holder.start)
+        await asyncio.to_thread(serving.router.start)
         state["s"] = serving
         if serving.holder.view is None:
             log.warning("no batch view loaded yet: %s", serving.holder.last_error)
@@ -249,6 +264,7 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
             yield
         finally:
             serving.holder.stop()
+            serving.router.stop()
             await asyncio.to_thread(serving.kafka.close)
             if serving.store is not None:
                 await serving.store.close()
@@ -304,6 +320,7 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
                 "version": view.version if view else None, "online_store": online,
                 "exposure_log": "on" if s.kafka.producer is not None else "off (no broker)",
                 "swaps": s.holder.swaps, "problems": problems,
+                "experiments": s.router.describe(),
                 "view": view.describe() if view else None}
         return JSON(body, status_code=200 if not problems else 503)
 
@@ -326,7 +343,8 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
         user_id = _int_param(request.path_params["user_id"], "path.user_id", 0, MAX_ID)
         n = _int_param(request.query_params.get("n", "10"), "query.n", 1, 100)
         s = state["s"]
-        view = view_or_503()
+        routed = s.router.route("user", user_id)
+        view = routed.view if routed is not None else view_or_503()
         recent, online_ok = await s.recent("user", user_id)
         batch = view.user_recs.get(user_id)
         if batch is None:
@@ -340,8 +358,9 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
         items = _items(scored)
         rid = uuid.uuid4().hex
         metrics.ITEMS_SERVED.labels("user").inc(len(items))
-        s.expose("user", rid, view, items, user_id=user_id)
+        s.expose("user", rid, view, items, user_id=user_id, routed=routed)
         return JSON({"request_id": rid, "model": view.model, "version": view.version,
+                     **_experiment_fields(routed),
                      "user_id": user_id, "known_user": batch is not None,
                      "fresh_events": len(recent), "items": items})
 
@@ -353,7 +372,8 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
         if body.session_id is None and not body.product_ids:
             raise HTTPException(422, "give a session_id and/or product_ids")
         s = state["s"]
-        view = view_or_503()
+        routed = s.router.route("session", body.session_id)
+        view = routed.view if routed is not None else view_or_503()
         recent, _ = await s.recent("session", body.session_id)
         now = time.time()
         given = [RecentEvent(p, "view", now) for p in reversed(body.product_ids)]
@@ -364,8 +384,9 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None) -> Fa
         items = _items(scored)
         rid = uuid.uuid4().hex
         metrics.ITEMS_SERVED.labels("session").inc(len(items))
-        s.expose("session", rid, view, items, session_id=body.session_id)
+        s.expose("session", rid, view, items, session_id=body.session_id, routed=routed)
         return JSON({"request_id": rid, "model": view.model, "version": view.version,
+                     **_experiment_fields(routed),
                      "session_id": body.session_id, "fresh_events": len(events), "items": items})
 
     def _per_product(view: Any, lists: Any, product_id: int, n: int) -> tuple[list, list]:

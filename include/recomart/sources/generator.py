@@ -602,3 +602,18 @@ def generate(out_dir: Path, *, users: int, products: int, days: int, seed: int =
         counts[name] = tables[name].num_rows
         tick(f"write {name}.csv")
     return counts
+
+
+def latent_state(*, users: int, products: int, days: int, seed: int = 42,
+                 end_date: date = date(2024, 6, 30)) -> dict[str, np.ndarray]:
+    """The hidden truth behind ``generate(...)`` with the same arguments: per-user category
+    affinities (users x categories, rows sum to 1) and per-product category, quality, price and
+    popularity. Index ``i`` is ``user_id``/``product_id`` ``i + 1``. The shopper simulator draws
+    clicks and purchases from it, so an experiment's ground truth is known."""
+    _check(users, products, days)
+    rng = np.random.default_rng(seed)
+    start = end_date - timedelta(days=days)
+    _, prods = _products(rng, products)
+    _, usr = _users(rng, users, days, _day_cdf(start, days), start, prods["cat_w"])
+    return {"affinity": usr["affinity"], "cat": prods["cat"], "quality": prods["quality"],
+            "price": prods["price"], "popularity": prods["popularity"]}

@@ -8,10 +8,13 @@ topic, and readers dedup by ``request_id`` (a replay after a crash re-lands a ba
 Wire form::
 
     {"request_id": "9f2c...", "ts": "2026-12-01T22:40:00+00:00", "route": "user",
-     "user_id": 42, "session_id": null, "model": "hybrid", "version": 3, "variant": null,
+     "user_id": 42, "session_id": null, "model": "hybrid", "version": 3,
+     "experiment": "hybrid-v2", "experiment_revision": 1, "variant": "treatment",
+     "assignment_probability": 0.5,
      "items": [{"product_id": 7, "score": 0.93, "rank": 1, "reason": "batch"}, ...]}
 
-(the items exactly as the response listed them; ``rank`` lands as ``position``).
+(the items exactly as the response listed them; ``rank`` lands as ``position``). The experiment
+fields are null outside experiments (``recomart.experiments.routing``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ SCHEMA = pa.schema([
     ("request_id", pa.string()), ("ts", TS), ("route", pa.string()), ("user_id", pa.int64()),
     ("session_id", pa.string()), ("model", pa.string()), ("version", pa.int64()),
     ("variant", pa.string()), ("items", pa.list_(ITEM)),
+    ("experiment", pa.string()), ("experiment_revision", pa.int64()),
+    ("assignment_probability", pa.float64()),
     ("_kafka_partition", pa.int32()), ("_kafka_offset", pa.int64()), ("_kafka_ts", TS),
 ])
 INVALID = "invalid_exposure"  # dead-letter reason (with the validator's message after a colon)
@@ -63,6 +68,9 @@ class _Exposure(msgspec.Struct, gc=False):
     model: str | None = None
     version: int | None = None
     variant: str | None = None
+    experiment: str | None = None
+    experiment_revision: int | None = None
+    assignment_probability: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
 
 
 _decode = msgspec.json.Decoder(_Exposure).decode
@@ -121,6 +129,9 @@ def exposures_table(decoded: DecodedExposures, partitions: Sequence[int], offset
         pa.array([r.variant for r in rows], pa.string()),
         pa.array([[{"product_id": it.product_id, "position": it.position, "score": it.score,
                     "reason": it.reason} for it in r.items] for r in rows], pa.list_(ITEM)),
+        pa.array([r.experiment for r in rows], pa.string()),
+        pa.array([r.experiment_revision for r in rows], pa.int64()),
+        pa.array([r.assignment_probability for r in rows], pa.float64()),
         pa.array([partitions[i] for i in take], pa.int32()),
         pa.array([offsets[i] for i in take], pa.int64()),
         pa.array([kafka_ts_ms[i] for i in take], pa.timestamp("ms", tz="UTC")).cast(TS),
@@ -137,7 +148,9 @@ def read_exposures(lake: Lake) -> pa.Table:
     files = list_exposure_files(lake)
     if not files:
         return SCHEMA.empty_table()
-    table = pa.concat_tables([pq.read_table(p).cast(SCHEMA) for p in files])
+    from recomart.streaming.sink import read_landed  # older files: newer columns read as null
+
+    table = pa.concat_tables([read_landed(p, SCHEMA) for p in files])
     idx = pa.array(range(table.num_rows), pa.int64())
     first = (table.append_column("_i", idx).group_by("request_id")
              .aggregate([("_i", "min")]))["_i_min"]

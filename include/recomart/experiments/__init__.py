@@ -1,0 +1,2 @@
+"""Online experiments: definitions, sticky assignment, attribution of outcomes, statistics,
+readout and gated promotion."""

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 TRAINING_EXPERIMENT = "recomart_training"
 HYBRID_MODEL = "recomart_hybrid"
+CHALLENGER = "challenger"
 PROMOTION_METRIC = "ndcg_at_10"
 RECOMMENDATION_COLUMNS = ("user_id", "product_id", "score", "rank")
 _METRIC_NAME_OK = re.compile(r"[^\w.\- /:]")
@@ -395,7 +396,8 @@ def get_champion(name: str) -> tuple[ModelVersion, dict[str, float]] | None:
 @_configured
 def promote_if_better(name: str, candidate_version: int | str, metric: str = PROMOTION_METRIC,
                       margin: float | None = None, *, champion_value: float | None = None,
-                      rescored_version: int | None = None, rescored: bool = False) -> dict[str, Any]:
+                      rescored_version: int | None = None, rescored: bool = False,
+                      gated: bool = False) -> dict[str, Any]:
     """Give ``candidate_version`` the ``@champion`` alias iff it beats the champion by > margin.
 
     No champion yet: the candidate wins. The decision and both figures are written to the
@@ -407,6 +409,11 @@ def promote_if_better(name: str, candidate_version: int | str, metric: str = PRO
     on the candidate's own holdout, not the figure it logged on its older holdout. It must be the
     champion that was re-scored (``rescored_version``), else the candidate is kept: comparing
     with a champion no one scored on this holdout would be guessing.
+
+    ``gated=True`` (``RECOMART_EXPERIMENT_GATED_PROMOTION``): a winner that would replace an
+    existing champion gets ``@challenger`` instead (decision ``challenger``); ``@champion`` then
+    moves only when its online experiment concludes it is better (``recomart.experiments``). The
+    very first model still becomes the champion: something must be served.
     """
     from datetime import UTC, datetime
 
@@ -441,6 +448,11 @@ def promote_if_better(name: str, candidate_version: int | str, metric: str = PRO
     else:
         decision, reason = "kept", f"{cand_value:.6f} <= {champ_value:.6f} + margin {margin}"
 
+    if decision == "promoted" and gated and current is not None \
+            and champ_version != int(candidate.version):
+        decision = "challenger"
+        reason += "; gated promotion: @challenger until an online experiment concludes"
+        c.set_registered_model_alias(name, CHALLENGER, str(candidate.version))
     if decision == "promoted" and champ_version != int(candidate.version):
         c.set_registered_model_alias(name, CHAMPION, str(candidate.version))
     result = {

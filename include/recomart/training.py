@@ -401,7 +401,8 @@ def register_and_promote(lake: Lake, ds: str, trained: dict[str, Any], *,
     champion = trained.get("champion") or {}
     decision = registry.promote_if_better(
         MODEL_NAME, version.version, margin=margin, champion_value=champion.get("value"),
-        rescored_version=champion.get("version"), rescored=True)
+        rescored_version=champion.get("version"), rescored=True,
+        gated=get_settings().experiment_gated_promotion)
     return {"ds": ds, "run_id": trained["run_id"], **decision}
 
 

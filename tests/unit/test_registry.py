@@ -223,3 +223,18 @@ def test_every_function_configures_mlflow_itself_in_a_fresh_process(lake, intera
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {"recs": 6, "champion": 1, "found": 1, "cwd_db": False}
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_gated_promotion_makes_a_better_model_the_challenger_not_the_champion(lake, interactions):
+    first = _register(PopularityStandIn(interactions, reverse=True), 0.20)
+    assert registry.promote_if_better(NAME, first.version, gated=True)["decision"] == "promoted"
+    better = _register(PopularityStandIn(interactions), 0.25)
+
+    decision = registry.promote_if_better(NAME, better.version, gated=True)
+    assert decision["decision"] == "challenger" and "online experiment" in decision["reason"]
+    assert decision["champion_version"] == int(first.version)
+    assert int(registry.get_champion(NAME)[0].version) == int(first.version)
+    assert registry.version_for_alias(NAME, "challenger") == int(better.version)
+    worse = _register(PopularityStandIn(interactions, reverse=True), 0.10)
+    assert registry.promote_if_better(NAME, worse.version, gated=True)["decision"] == "kept"
+    assert registry.version_for_alias(NAME, "challenger") == int(better.version)

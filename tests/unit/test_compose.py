@@ -181,6 +181,17 @@ def test_grafana_dashboard_is_provisioned_and_queries_real_series():
     for series in used:
         base = series.removesuffix("_total").removesuffix("_bucket").removesuffix("_count")
         assert base in faust_series, f"dashboard queries {series}, the worker exports {faust_series}"
+    import prometheus_client
+
+    import recomart.serving.metrics  # noqa: F401  (registers the serving series)
+
+    serving_series = {m.name for m in prometheus_client.REGISTRY.collect()}
+    used = {w for w in exprs.replace("(", " ").replace(")", " ").replace("[", " ").split()
+            if w.startswith("recomart_") and not w.startswith("recomart_stream_")}
+    assert used, "no serving series on the dashboard"
+    for series in used:
+        base = series.removesuffix("_total").removesuffix("_bucket").removesuffix("_count")
+        assert base in serving_series, f"dashboard queries {series}, serving exports {serving_series}"
     assert "airflow_dagrun_duration_success_recomart_batch" in exprs
     prom = yaml.safe_load((ROOT / "docker" / "prometheus" / "prometheus.yml").read_text())
     assert {j["job_name"] for j in prom["scrape_configs"]} == {"faust", "airflow", "serving"}

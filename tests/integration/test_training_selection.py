@@ -185,13 +185,14 @@ def test_repeat_heavy_shop_selects_on_next_basket_and_publishes_buy_again(lake, 
     from recomart.features import build_features
     from recomart.ingestion import ingest_csv_sources
     from recomart.sources.generator import generate
-    from recomart.validation import validate_all
+    from recomart.validation import publish_validated, validate_all
 
     src = tmp_path / "grocer"
     generate(src, users=400, products=80, days=60, seed=5, end_date=date(2024, 5, 2),
              consumables=0.5)
     ingest_csv_sources(lake, DS, src)
     assert validate_all(lake, DS, "test-prep")["status"] == "pass"
+    publish_validated(lake, DS, "test-prep")
     build_features(lake, DS, "test-prep")
     data = training.load_training_data(lake, DS)
     trained = training.train_and_evaluate(lake, DS, data, model_params={"tune": False})

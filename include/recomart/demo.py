@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from recomart.airflow_env import airflow_env, run_dag
 from recomart.config import get_settings, project_root
 from recomart.lake import Lake
 from recomart.orchestration import BATCH_DAG_ID, TRAINING_DAG_ID
-from recomart.processes import stop_group
+from recomart.processes import stop_group, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +48,7 @@ Step = Callable[[str], None]
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(poll)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    wait_until(predicate, timeout, what, poll=poll)
 
 
 def _stream_burst(opts: DemoOptions, src: Path, env: dict[str, str], step: Step) -> dict:

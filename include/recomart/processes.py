@@ -127,3 +127,23 @@ def stop_pgid(pgid: int, sig: int = signal.SIGTERM, timeout: float = 30.0) -> No
             _wait(10.0)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pgid, os.WNOHANG)
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, *,
+               proc: subprocess.Popen | None = None, log: Path | None = None,
+               error: type[Exception] = TimeoutError, poll: float = 0.3) -> None:
+    """Poll ``cond`` until it holds; raise ``error`` naming ``what`` after ``timeout``, or at once
+    (with the tail of ``log``) when the process we wait on has exited. ``OSError`` from ``cond``
+    (a server not listening yet) counts as "not yet"."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except OSError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-2000:] if log and log.exists() else ""
+            raise error(f"{what}: process exited ({proc.returncode})\n{tail}")
+        time.sleep(poll)
+    raise error(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 from recomart.config import get_settings
 from recomart.errors import TransientError
 from recomart.lake import Lake
-from recomart.processes import stop_group
+from recomart.processes import stop_group, wait_until
 
 NAME = "demo-champion-vs-challenger"
 CHALLENGER_PARAMS = {"tune": False, "candidates": {"content": 5}}
@@ -34,18 +33,7 @@ class ExperimentDemoError(TransientError):
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None,
           log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-2000:] if log and log.exists() else ""
-            raise ExperimentDemoError(f"{what}: process exited ({proc.returncode})\n{tail}")
-        time.sleep(0.3)
-    raise ExperimentDemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+    wait_until(cond, timeout, what, proc=proc, log=log, error=ExperimentDemoError)
 
 
 def make_challenger(ds: str, env: dict[str, str], step: Callable[[str], None]) -> int:

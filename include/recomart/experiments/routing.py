@@ -19,7 +19,6 @@ Rules (decided here, the issue is silent):
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from recomart.experiments import definitions
 from recomart.experiments.assignment import Assignment, assign
 from recomart.experiments.definitions import Experiment, Variant
 from recomart.lake import Lake
+from recomart.serving.refresh import BackgroundRefresh
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,17 @@ def load_variant_view(lake: Lake, variant: Variant, version: int):
                             "updated_at": f"experiment:{variant.model}"})
 
 
-class ExperimentRouter:
+class ExperimentRouter(BackgroundRefresh):
+    """Which experiment arm serves a unit, re-read from the lake every ``poll_s``."""
+
+    thread_name = "experiments-refresh"
+
     def __init__(self, lake: Lake, poll_s: float = 30.0) -> None:
         self.lake, self.poll_s = lake, poll_s
         self.active: list[tuple[Experiment, dict[str, Any]]] = []
         self.problems: list[str] = []
         self._views: dict[tuple[str, int], Any] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_refresh()
         self.refreshed_at = 0.0
 
     def refresh(self) -> None:
@@ -112,16 +115,3 @@ class ExperimentRouter:
                             "variants": {n: f"{v.model} v{v.version}" for n, v in views.items()}}
                            for e, views in self.active], "problems": self.problems}
 
-    def start(self) -> None:
-        self.refresh()
-        self._thread = threading.Thread(target=self._loop, name="experiments-refresh", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.refresh()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

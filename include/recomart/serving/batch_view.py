@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from recomart.errors import RecomartError
 from recomart.lake import Lake
 from recomart.publishing import LATEST, MANIFEST, OUTPUT_KEYS, read_latest
+from recomart.serving.refresh import BackgroundRefresh
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,10 @@ def load_view(lake: Lake, latest: dict[str, Any] | None = None) -> BatchView:
                      audience=audience, popular=popular)
 
 
-class ViewHolder:
+class ViewHolder(BackgroundRefresh):
     """The view in use, and a background loop that swaps in a new one when latest.json changes."""
+
+    thread_name = "batch-view-reload"
 
     def __init__(self, lake: Lake, poll_s: float = 5.0,
                  on_swap: Callable[[BatchView | None, BatchView], None] | None = None) -> None:
@@ -174,8 +177,7 @@ class ViewHolder:
         self.last_error: str | None = None
         self.swaps = 0
         self._lock = threading.Lock()  # one loader at a time (poll loop vs. reload endpoint)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_refresh()
 
     def refresh(self, force: bool = False) -> bool:
         """Load and switch if latest.json names something new; True when a swap happened.
@@ -203,16 +205,3 @@ class ViewHolder:
             self.on_swap(current, new)
         return True
 
-    def start(self) -> None:
-        self.refresh()
-        self._thread = threading.Thread(target=self._loop, name="batch-view-reload", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.refresh()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

@@ -24,7 +24,7 @@ from typing import Any
 from recomart.config import get_settings
 from recomart.errors import TransientError
 from recomart.lake import Lake
-from recomart.processes import stop_group
+from recomart.processes import stop_group, wait_until
 
 
 class DemoServingError(TransientError):
@@ -39,20 +39,9 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def _wait(cond: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None,
+def _wait(cond: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None,
           log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-2000:] if log and log.exists() else ""
-            raise DemoServingError(f"{what}: process exited ({proc.returncode})\n{tail}")
-        time.sleep(0.2)
-    raise DemoServingError(f"timed out after {timeout:.0f}s waiting for {what}")
+    wait_until(cond, timeout, what, proc=proc, log=log, error=DemoServingError)
 
 
 def serving_demo(env: dict[str, str], logs: Path, step: Callable[[str], None]) -> dict[str, Any]:

@@ -12,16 +12,14 @@ and buy and POST their events (with ``request_id``); once everything has landed 
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recomart.config import get_settings
 from recomart.errors import TransientError
 from recomart.lake import Lake
-from recomart.processes import stop_group, wait_until
+from recomart.processes import wait_until
 
 NAME = "demo-champion-vs-challenger"
 CHALLENGER_PARAMS = {"tune": False, "candidates": {"content": 5}}
@@ -73,30 +71,12 @@ def start_experiment(lake: Lake) -> Any:
 
 @contextmanager
 def serving_stack(env: dict[str, str], logs: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
-    """Broker (embedded unless RECOMART_KAFKA_BOOTSTRAP), online store, Faust worker and
-    ``recomart serve`` on free ports; yields the API's base URL and the two processes."""
-    from recomart.serving.online_store import EmbeddedRedis
-    from recomart.streaming.broker import EmbeddedBroker, free_port
+    """The serving demo's live stack, labelled ``experiment``; yields the API's base URL and
+    ``[worker, api]``."""
+    from recomart.serving.demo import live_stack
 
-    settings = get_settings()
-    exe = Path(sys.executable).parent / "recomart"
-    with ExitStack() as stack:
-        bootstrap = settings.kafka_bootstrap or stack.enter_context(EmbeddedBroker()).bootstrap
-        redis_url = settings.online_store_url or stack.enter_context(
-            EmbeddedRedis(log_path=logs / "redis-experiment.log")).url
-        env = {**env, "RECOMART_KAFKA_BOOTSTRAP": bootstrap, "RECOMART_ONLINE_STORE_URL": redis_url,
-               "RECOMART_STREAM_DECISIONS": "false", "RECOMART_STREAM_BATCH_WITHIN_S": "0.3"}
-        port, worker_port = free_port(), free_port()
-        procs = []
-        for name, cmd in (("faust_worker_experiment", [str(exe), "stream", "worker", "--web-port",
-                                                       str(worker_port)]),
-                          ("serving_api_experiment", [str(exe), "serve", "--port", str(port)])):
-            fh = stack.enter_context(open(logs / f"{name}.log", "ab"))
-            proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-            stack.callback(stop_group, proc)
-            procs.append(proc)
-        yield f"http://127.0.0.1:{port}", procs
+    with live_stack(env, logs, "experiment") as live:
+        yield live.base, live.procs
 
 
 def drive_and_land(lake: Lake, base: str, shop: Any, experiment: str, procs: list[subprocess.Popen],

@@ -15,8 +15,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,45 +45,73 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str, proc: subprocess.
     wait_until(cond, timeout, what, proc=proc, log=log, error=DemoServingError)
 
 
-def serving_demo(env: dict[str, str], logs: Path, step: Callable[[str], None]) -> dict[str, Any]:
-    from confluent_kafka import Producer
+@dataclass(frozen=True)
+class LiveStack:
+    """The running speed + serving processes of one demo act (see :func:`live_stack`)."""
 
-    from recomart.serving.batch_view import load_view
+    base: str
+    worker_port: int
+    bootstrap: str
+    redis_url: str
+    procs: list[subprocess.Popen]
+    logs: Path
+    label: str
+
+    def log(self, which: str) -> Path:
+        return self.logs / f"{'faust_worker' if which == 'worker' else 'serving_api'}_{self.label}.log"
+
+
+@contextmanager
+def live_stack(env: dict[str, str], logs: Path, label: str) -> Iterator[LiveStack]:
+    """Broker (embedded unless RECOMART_KAFKA_BOOTSTRAP), online store (embedded unless
+    RECOMART_ONLINE_STORE_URL), one Faust worker and ``recomart serve`` on free ports; every
+    process is stopped (its whole group) on exit. ``procs`` is ``[worker, api]``."""
     from recomart.serving.online_store import EmbeddedRedis
     from recomart.streaming.broker import EmbeddedBroker, free_port
-    from recomart.streaming.events import encode_event
 
     settings = get_settings()
-    view = load_view(Lake())
-    user = int(view.user_recs.keys[len(view.user_recs.keys) // 2])
     exe = Path(sys.executable).parent / "recomart"
     with ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap or stack.enter_context(EmbeddedBroker()).bootstrap
         redis_url = settings.online_store_url or stack.enter_context(
-            EmbeddedRedis(log_path=logs / "redis.log")).url
+            EmbeddedRedis(log_path=logs / f"redis_{label}.log")).url
         env = {**env, "RECOMART_KAFKA_BOOTSTRAP": bootstrap, "RECOMART_ONLINE_STORE_URL": redis_url,
                "RECOMART_STREAM_DECISIONS": "false", "RECOMART_STREAM_BATCH_WITHIN_S": "0.3"}
         port, worker_port = free_port(), free_port()
-        step(f"starting the Faust worker and the serving API on http://127.0.0.1:{port} "
-             f"(online store {redis_url})")
         procs = []
-        for name, cmd in (("faust_worker_serving", [str(exe), "stream", "worker", "--web-port",
-                                                    str(worker_port)]),
-                          ("serving_api", [str(exe), "serve", "--port", str(port)])):
+        for name, cmd in ((f"faust_worker_{label}", [str(exe), "stream", "worker", "--web-port",
+                                                     str(worker_port)]),
+                          (f"serving_api_{label}", [str(exe), "serve", "--port", str(port)])):
             fh = stack.enter_context(open(logs / f"{name}.log", "ab"))
             proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
             stack.callback(stop_group, proc)
             procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
+        yield LiveStack(f"http://127.0.0.1:{port}", worker_port, bootstrap, redis_url, procs, logs,
+                        label)
+
+
+def serving_demo(env: dict[str, str], logs: Path, step: Callable[[str], None]) -> dict[str, Any]:
+    from confluent_kafka import Producer
+
+    from recomart.serving.batch_view import load_view
+    from recomart.streaming.events import encode_event
+
+    settings = get_settings()
+    view = load_view(Lake())
+    user = int(view.user_recs.keys[len(view.user_recs.keys) // 2])
+    with live_stack(env, logs, "serving") as live:
+        step(f"starting the Faust worker and the serving API on {live.base} "
+             f"(online store {live.redis_url})")
+        base, procs, worker_port, bootstrap = live.base, live.procs, live.worker_port, live.bootstrap
         _wait(lambda: _get(f"{base}/readyz")[0] == 200, 60, "the API to be ready", procs[1],
-              logs / "serving_api.log")
+              live.log("api"))
         step(f"explorer: {base}/explorer?user={user} (open it while the demo runs; docs at /docs)")
         _, before = _get(f"{base}/v1/users/{user}/recommendations?n=5")
         # the worker has joined its consumer groups once it has landed that first exposure
         _wait(lambda: _get(f"http://127.0.0.1:{worker_port}/stats/")[1]["exposures"]["valid"] > 0,
               90, "the Faust worker to land the first exposure", procs[0],
-              logs / "faust_worker_serving.log")
+              live.log("worker"))
         top = before["items"][0]["product_id"]
         listed = {i["product_id"] for i in before["items"]}
         anchor = next(int(p) for p in view.similar.keys if int(p) not in listed
@@ -108,7 +137,7 @@ def serving_demo(env: dict[str, str], logs: Path, step: Callable[[str], None]) -
             return after.get("fresh_events", 0) >= len(events)
 
         _wait(changed, 90, "the worker to push the events to the online store", procs[0],
-              logs / "faust_worker_serving.log")
+              live.log("worker"))
         return {"user": user, "url": base, "before": before, "after": after,
                 "seconds_to_fresh": round(time.monotonic() - sent_at, 2),
                 "events": [(e["product_id"], e["event_type"]) for e in events]}

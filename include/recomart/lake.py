@@ -171,10 +171,17 @@ class Lake:
         self.check()
         return self.root.joinpath(zone, *parts)
 
-    def resolve(self, rel: str) -> LakePath:
-        """The path of ``rel`` (a lake-relative POSIX path, as manifests and JSON store them)."""
+    def resolve(self, rel: str | LakePath) -> LakePath:
+        """The path of ``rel``: a lake-relative POSIX path (as manifests and JSON store them), or
+        a full path / URI inside this lake (older JSON stored those)."""
         self.check()
-        return self.root.joinpath(*[p for p in str(rel).split("/") if p])
+        text = str(rel)
+        root = self.uri(self.root).rstrip("/")
+        if text == root or text.startswith(root + "/"):
+            text = text[len(root) + 1:]
+        elif self.is_local and Path(text).is_absolute():
+            return Path(text)
+        return self.root.joinpath(*[p for p in text.split("/") if p])
 
     def rel(self, path: LakePath) -> str:
         """``path`` relative to the root as a POSIX string (what manifests and XCom carry)."""
@@ -253,6 +260,14 @@ class Lake:
     def size(self, path: LakePath) -> int:
         return int(path.stat().st_size)
 
+    def change_token(self, path: LakePath) -> str:
+        """A value that changes whenever ``path`` is rewritten (mtime in ns locally, the ETag on an
+        object store); raises FileNotFoundError when it is absent. Cheap: one stat / HEAD."""
+        if self.is_local:
+            return str(Path(path).stat().st_mtime_ns)
+        info = self.fs.info(self._key(path), refresh=True)
+        return str(info.get("ETag") or info.get("LastModified") or info.get("size"))
+
     def glob(self, base: LakePath, pattern: str) -> list[LakePath]:
         """Sorted matches of ``pattern`` below ``base`` (empty when ``base`` does not exist)."""
         return sorted(base.glob(pattern), key=str) if base.is_dir() else []
@@ -306,6 +321,31 @@ class Lake:
             target = dest.joinpath(*f.relative_to(src_dir).parts)
             out.append(self.copy_file(f, target))
         return out
+
+    @contextlib.contextmanager
+    def build_tree(self, dest: LakePath) -> Iterator[Path]:
+        """A local folder for a tool that writes a whole folder (GX Data Docs); when the block
+        succeeds it replaces ``dest``: locally by renaming a sibling temp folder into place (as
+        atomic as a folder can be), on an object store by uploading every file and then deleting
+        the files of the old content that the new one does not have. A failure leaves ``dest``."""
+        if self.is_local:
+            dest = Path(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+            try:
+                yield tmp
+                if dest.exists():
+                    shutil.rmtree(dest)
+                os.replace(tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return
+        with tempfile.TemporaryDirectory(prefix="recomart-tree-") as tmp:
+            yield Path(tmp)
+            old = set(self.fs.find(self._key(dest))) if dest.exists() else set()
+            new = {self._key(p) for p in self.upload_tree(Path(tmp), dest)}
+            if stale := sorted(old - new):
+                self.fs.rm(stale)
 
     def download(self, path: LakePath, dest: Path | str) -> Path:
         """Copy lake file ``path`` to the local file ``dest`` (for tools that need a local file)."""

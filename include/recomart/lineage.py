@@ -247,7 +247,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     events = []
-    with open(path, encoding="utf-8") as fh:
+    with path.open("r", encoding="utf-8") as fh:
         for line in fh:
             line = line.strip()
             if not line:

@@ -145,6 +145,8 @@ class Lake:
     def __init__(self, root: Path | str | None = None, *, settings: Settings | None = None) -> None:
         self._settings = settings
         raw = root if root is not None else self.settings.lake_root
+        if getattr(raw, "protocol", "") not in ("", "file", "local"):  # a UPath (another Lake's root)
+            raw = f"{raw.protocol}://{raw.path}"
         if isinstance(raw, str) and is_lake_uri(raw):
             from upath import UPath
 

@@ -17,11 +17,11 @@ from recomart.ingestion.landing import (
     MANIFEST,
     RawLandingConflict,
     SourceChangedError,
-    count_lines,
     landing_dir,
     now_iso,
     read_manifest,
     relative,
+    scan_file,
 )
 from recomart.lake import Lake, sha256_file
 from recomart.tables import DATASETS
@@ -70,10 +70,11 @@ def _land_one(lake: Lake, dataset: str, src: Path, ds: str, digest: str) -> dict
     lake.remove_tree(folder)
     dest = folder / src.name
     lake.copy_file(src, dest)
-    if sha256_file(dest) != digest:  # the source changed while we copied
+    landed_sha, rows = scan_file(dest)  # one read of what landed: checksum and row count
+    if landed_sha != digest:  # the source changed while we copied
         lake.remove_tree(folder)
         raise SourceChangedError(f"{src} changed while it was being copied; retry the landing")
-    manifest = {"source": SOURCE, "dataset": dataset, "logical_date": ds, "rows": count_lines(dest),
+    manifest = {"source": SOURCE, "dataset": dataset, "logical_date": ds, "rows": rows,
                 "sha256": digest, "bytes": lake.size(dest), "fetched_at": now_iso(),
                 "path": relative(lake, dest), "origin": str(src)}
     lake.write_json(folder / MANIFEST, manifest)

@@ -6,6 +6,7 @@ without a manifest is an interrupted landing and is treated as absent (it gets r
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,15 +36,21 @@ def read_manifest(lake: Lake, source: str, dataset: str, ds: str) -> dict[str, A
 
 def count_lines(path: LakePath) -> int:
     """Data rows of a CSV-like file: newline count minus the header, a final unterminated line counts."""
-    newlines, last = 0, b""
+    return scan_file(path)[1]
+
+
+def scan_file(path: LakePath) -> tuple[str, int]:
+    """``(sha256, data rows)`` of a landed file in one read (one GET on an object store)."""
+    digest, newlines, last = hashlib.sha256(), 0, b""
     with path.open("rb") as fh:  # a local file or a lake path (Path / UPath)
         while block := fh.read(1 << 22):
+            digest.update(block)
             newlines += block.count(b"\n")
             last = block
     if not last:
-        return 0
+        return digest.hexdigest(), 0
     lines = newlines + (0 if last.endswith(b"\n") else 1)
-    return max(lines - 1, 0)
+    return digest.hexdigest(), max(lines - 1, 0)
 
 
 def now_iso() -> str:

@@ -427,6 +427,15 @@ class Lake:
             raise LakeError(f"missing lake file {self.uri(path)}") from None
         return json.loads(data.decode("utf-8"))
 
+    def read_json_or_none(self, path: LakePath) -> Any:
+        """The JSON at ``path``, or None when it does not exist: one GET, where ``exists()`` then
+        ``read_json`` costs two or three requests on an object store."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return json.loads(data.decode("utf-8"))
+
     def write_parquet(self, path: LakePath, data: pd.DataFrame | pa.Table) -> LakePath:
         table = to_arrow(data)
         if self.is_local:

@@ -32,9 +32,10 @@ def test_atomic_write_json_text_and_listing(any_lake):
     assert not lake.exists(p) and lake.read_json(p, default={"none": 1}) == {"none": 1}
     with pytest.raises(LakeError, match="missing lake file"):
         lake.read_json(p)
+    assert lake.read_json_or_none(p) is None
     lake.write_json(p, {"b": 2, "a": [1, 2]})
     lake.write_json(p, {"b": 3})  # replaces the whole content
-    assert lake.read_json(p) == {"b": 3}
+    assert lake.read_json(p) == {"b": 3} == lake.read_json_or_none(p)
     lake.write_text(lake.path("state", "a", "two.txt"), "héllo\n")
     lake.write_bytes(lake.path("state", "b", "c", "three.bin"), b"\x00\x01")
     assert lake.read_text(lake.path("state", "a", "two.txt")) == "héllo\n"

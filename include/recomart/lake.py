@@ -389,7 +389,8 @@ class Lake:
     def remove_tree(self, path: LakePath) -> None:
         """Delete a folder and everything below it (no error when it is absent)."""
         if self.is_local:
-            shutil.rmtree(path, ignore_errors=False) if Path(path).exists() else None
+            if Path(path).exists():
+                shutil.rmtree(path)
         else:
             found = self.fs.find(self._key(path))
             if found:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -202,3 +203,39 @@ def test_change_token_and_read_many(any_lake):
 def test_a_lake_from_another_lakes_root(any_lake):
     again = Lake(any_lake.root)
     assert again.is_local == any_lake.is_local and again.uri(again.root) == any_lake.uri(any_lake.root)
+
+
+def test_rejected_credentials_are_a_permanent_error_with_the_fix(tmp_path):
+    """A moto server that enforces authentication (its own process): unknown keys are refused."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from recomart.processes import stop_group, wait_until
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "moto_server"
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+            return True
+        except OSError:
+            return proc.poll() is not None  # exited: reported below
+    try:
+        wait_until(up, 60, "moto_server to answer")
+        if proc.poll() is not None:
+            pytest.skip(f"moto_server cannot start here (exit {proc.returncode})")
+        settings = Settings(lake_root="s3://recomart/lake", local_state_dir=tmp_path,
+                            aws_access_key_id="not-a-key", aws_secret_access_key="nope",
+                            aws_region="us-east-1", aws_endpoint_url=f"http://127.0.0.1:{port}")
+        with pytest.raises(LakeUnavailableError, match="refused access.*AWS_ACCESS_KEY_ID"):
+            Lake(settings=settings).path("raw")
+    finally:
+        stop_group(proc, timeout=10)

@@ -235,7 +235,7 @@ def test_rejected_credentials_are_a_permanent_error_with_the_fix(tmp_path):
         settings = Settings(lake_root="s3://recomart/lake", local_state_dir=tmp_path,
                             aws_access_key_id="not-a-key", aws_secret_access_key="nope",
                             aws_region="us-east-1", aws_endpoint_url=f"http://127.0.0.1:{port}")
-        with pytest.raises(LakeUnavailableError, match="refused access.*AWS_ACCESS_KEY_ID"):
+        with pytest.raises(LakeUnavailableError, match=r"refused access.*AWS_ACCESS_KEY_ID"):
             Lake(settings=settings).path("raw")
     finally:
         stop_group(proc, timeout=10)

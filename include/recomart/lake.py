@@ -227,7 +227,7 @@ class Lake:
             bucket = self.root.path.split("/", 1)[0]
             where = f" at {s.aws_endpoint_url}" if s.aws_endpoint_url else ""
             try:
-                self.root.fs.ls(bucket, refresh=True)
+                self.root.fs.info(bucket, refresh=True)  # one HEAD bucket
             except FileNotFoundError as exc:
                 raise LakeUnavailableError(
                     f"lake {self.uri(self.root)}: bucket {bucket!r} does not exist{where}. Create "

@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from recomart.config import get_settings
 from recomart.lake import Lake
-from recomart.streaming import activity, decisions, exposures, landing, metrics
+from recomart.streaming import activity, decisions, landing, metrics
 from recomart.streaming.events import DecodedBatch
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,7 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str
     return counts
 
 
-EXPOSURES_CODEC = landing.Codec(decode=exposures.decode_exposures, to_table=exposures.exposures_table,
-                                subdir=exposures.SPEED_DIR, ts_column="ts")
+EXPOSURES_CODEC = landing.exposures_codec()
 
 
 async def land_exposures(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str, int]:

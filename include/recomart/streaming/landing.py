@@ -1,10 +1,16 @@
 """One landing step of the speed layer, with its consumer and dead-letter producer passed in.
 
 The ordering contract lives here, apart from Faust and aiokafka, so it can be tested on its own:
-a batch's offsets are committed only after its valid events are durable in the lake (files
-fsynced and renamed) **and** every dead-letter send of the batch is acknowledged by the broker. A
-failed lake write or a failed (or unacknowledged) dead-letter send raises, and nothing is
-committed: the batch is replayed after a restart and deduped by ``event_id``.
+a batch's offsets are committed only after its valid events are durable in the lake **and**
+every dead-letter send of the batch is acknowledged by the broker. "Durable" is the lake's atomic
+write of a write-once object named by the batch's offsets (``sink.write_batch``): on a local lake
+a fsynced file renamed into a fsynced folder, on an object store one PUT that returned (S3 has no
+rename and no fsync; a PUT is all-or-nothing and acknowledged once stored). One code path: the
+backend difference lives in ``recomart.lake.Lake``. A failed lake write or a failed (or
+unacknowledged) dead-letter send raises, and nothing is committed: the batch is replayed after a
+restart, rewrites the same object names, and readers dedup by ``event_id`` (exposures: by
+``request_id``); a replayed dead-letter message is an exact copy with the same source partition
+and offset headers.
 
 The worker (``recomart.streaming.app.Lander``) passes its aiokafka consumer and an adapter over
 the Faust dead-letter topic; anything with the same two methods works (see the protocols).
@@ -61,6 +67,14 @@ class Codec:
 
 def clickstream_codec(max_message_bytes: int) -> Codec:
     return Codec(decode=lambda values: decode_batch(values, max_message_bytes))
+
+
+def exposures_codec() -> Codec:
+    """The serving API's exposure records, landed in ``speed/exposures`` by their ``ts``."""
+    from recomart.streaming import exposures
+
+    return Codec(decode=exposures.decode_exposures, to_table=exposures.exposures_table,
+                 subdir=exposures.SPEED_DIR, ts_column="ts")
 
 
 def dlq_headers(reason: str, topic: str, partition: int, offset: int,

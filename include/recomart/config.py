@@ -6,10 +6,11 @@ pipeline runs on one machine: a local lake, SQLite for MLflow, an embedded Kafka
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,15 +20,54 @@ def project_root() -> Path:
     return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
+LAKE_SCHEMES = ("s3",)
+"""Object-store schemes ``RECOMART_LAKE_ROOT`` may name (anything else is a local path)."""
+_URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+def is_lake_uri(value: object) -> bool:
+    """True for an object-store lake root such as ``s3://bucket/prefix``."""
+    return isinstance(value, str) and bool(_URI.match(value))
+
+
 LOCAL_SOURCES = "local_sources.json"
 """Lake state file naming the source folder the embedded default ingests (written by the demo)."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RECOMART_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RECOMART_", extra="ignore", populate_by_name=True)
 
-    lake_root: Path = Field(default_factory=lambda: project_root() / "recomart_lake",
-                            description="Root folder of the data lake (all zones live below it).")
+    lake_root: Path | str = Field(
+        default_factory=lambda: project_root() / "recomart_lake",
+        description="Root of the data lake (all zones live below it): a local folder, or "
+                    "s3://bucket/prefix for an object store (S3, MinIO; see the AWS_* settings).")
+    local_state_dir: Path | None = Field(
+        default=None,
+        description="Machine-local state that cannot live in an object store (Faust tables, the "
+                    "default MLflow SQLite DB, embedded Redis logs); unset = <lake>/state for a "
+                    "local lake, <project>/.recomart_state for an s3:// lake.")
+    # object store: the standard AWS names (no RECOMART_ prefix), as boto3, MLflow and MinIO read them
+    aws_access_key_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+        description="Object-store access key; unset = botocore's own chain (~/.aws, instance role).")
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+        description="Object-store secret key.")
+    aws_session_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_SESSION_TOKEN", "aws_session_token"),
+        description="Temporary-credentials session token (optional).")
+    aws_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
+        description="Object-store region (MinIO: any, e.g. us-east-1).")
+    aws_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL", "aws_endpoint_url"),
+        description="S3-compatible endpoint (MinIO, moto), e.g. http://minio:9000; unset = AWS.")
+    lake_s3_conditional_put: str | None = Field(
+        default="etag",
+        description="deltalake's safe-concurrent-writes mode on S3 (conditional put); empty = "
+                    "off (only when a single writer per table is guaranteed).")
     source_dir: Path = Field(default_factory=lambda: project_root() / "source_data",
                              description="Folder the batch DAG ingests CSV sources from.")
     catalog_api_url: str | None = Field(
@@ -149,21 +189,51 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="How often the serving API re-reads running experiments "
                                         "(and re-resolves their model aliases).")
 
-    @field_validator("lake_root", "source_dir", "stack_dir")
+    @field_validator("lake_root", mode="before")
+    @classmethod
+    def _lake_root(cls, value: object) -> Path | str:
+        """``s3://bucket/prefix`` stays a URI; anything else is a local folder (resolved)."""
+        if isinstance(value, str) and (m := _URI.match(value)):
+            if m.group(1).lower() not in LAKE_SCHEMES:
+                raise ValueError(f"RECOMART_LAKE_ROOT {value!r}: unsupported scheme {m.group(1)!r} "
+                                 f"(use a local folder or {', '.join(s + '://' for s in LAKE_SCHEMES)}"
+                                 "bucket/prefix)")
+            bucket = value[m.end():].split("/", 1)[0]
+            if not bucket:
+                raise ValueError(f"RECOMART_LAKE_ROOT {value!r} names no bucket (s3://bucket/prefix)")
+            return value.rstrip("/")
+        if hasattr(value, "protocol") and getattr(value, "protocol", "") in LAKE_SCHEMES:
+            return f"{value.protocol}://{value.path}".rstrip("/")  # a UPath (Lake.root)
+        return Path(str(value)).expanduser().resolve()
+
+    @field_validator("source_dir", "stack_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         """Relative paths are resolved once, so a task in another process or working directory
         (a Celery worker, a forked task runner) reads the same folder."""
         return Path(value).expanduser().resolve()
 
+    @property
+    def lake_is_local(self) -> bool:
+        return not is_lake_uri(self.lake_root)
+
+    @property
+    def machine_state_dir(self) -> Path:
+        """Where machine-local state goes (see ``local_state_dir``)."""
+        if self.local_state_dir is not None:
+            return Path(self.local_state_dir).expanduser().resolve()
+        if self.lake_is_local:
+            return Path(self.lake_root) / "state"
+        return project_root() / ".recomart_state"
+
     @model_validator(mode="after")
     def _remembered_source_dir(self) -> Settings:
         """Without RECOMART_SOURCE_DIR, use the folder this lake was last built from by
         `recomart demo` (``state/local_sources.json``), so `make ui` / `recomart run` after the
         demo ingest the same shop instead of conflicting with what the demo landed."""
-        if "source_dir" in self.model_fields_set:
-            return self
-        remembered = self.lake_root / "state" / LOCAL_SOURCES
+        if "source_dir" in self.model_fields_set or not self.lake_is_local:
+            return self  # (an object-store lake is never built by the demo)
+        remembered = Path(self.lake_root) / "state" / LOCAL_SOURCES
         if remembered.is_file():
             import json
 
@@ -174,15 +244,34 @@ class Settings(BaseSettings):
 
     @property
     def resolved_mlflow_uri(self) -> str:
+        """The tracking store. SQLite cannot live in an object store, so with an ``s3://`` lake
+        and no RECOMART_MLFLOW_TRACKING_URI the DB is machine-local (``machine_state_dir``): fine
+        for one machine; several machines need a shared MLflow server or database."""
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
-        db = self.lake_root / "mlflow" / "mlflow.db"
+        base = Path(self.lake_root) / "mlflow" if self.lake_is_local \
+            else self.machine_state_dir / "mlflow"
+        db = base / "mlflow.db"
         db.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{db}"
 
     @property
-    def mlflow_artifact_root(self) -> Path:
-        return self.lake_root / "mlflow" / "artifacts"
+    def mlflow_artifact_root(self) -> Path | str:
+        """Artifacts of new experiments: ``<lake>/mlflow/artifacts`` (a folder, or an s3:// URI
+        MLflow writes through boto3)."""
+        if self.lake_is_local:
+            return Path(self.lake_root) / "mlflow" / "artifacts"
+        return f"{self.lake_root}/mlflow/artifacts"
+
+    def mlflow_artifact_uri(self, *parts: str) -> str:
+        """``mlflow_artifact_root`` (below it ``parts``) as the URI MLflow wants; a local folder
+        is created first."""
+        root = self.mlflow_artifact_root
+        if isinstance(root, Path):
+            folder = root.joinpath(*parts)
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder.resolve().as_uri()
+        return "/".join([root, *parts])
 
 
 @lru_cache(maxsize=1)

@@ -92,9 +92,7 @@ def ensure_experiment(name: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = (get_settings().mlflow_artifact_root / name)
-    location.mkdir(parents=True, exist_ok=True)
-    return c.create_experiment(name, artifact_location=location.resolve().as_uri())
+    return c.create_experiment(name, artifact_location=get_settings().mlflow_artifact_uri(name))
 
 
 # ---- runs and logging ------------------------------------------------------------------------

@@ -152,10 +152,8 @@ def mlflow_ui(port: int = typer.Option(5000, help="Port"),
 
     settings = get_settings()
     uri = settings.resolved_mlflow_uri
-    artifacts = settings.mlflow_artifact_root
-    artifacts.mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
-           "--default-artifact-root", artifacts.resolve().as_uri(), "--host", host,
+           "--default-artifact-root", settings.mlflow_artifact_uri(), "--host", host,
            "--port", str(port)]
     console.print(f"MLflow UI on http://{host}:{port} (store {uri}). Ctrl-C to stop.")
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}

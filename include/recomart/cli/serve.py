@@ -41,7 +41,7 @@ def serve(host: str = typer.Option("", help="Bind address (default settings.serv
     workers = workers or s.serving_workers
     with ExitStack() as stack:
         if not s.online_store_url:
-            redis = stack.enter_context(EmbeddedRedis(log_path=s.lake_root / "state" / "redis.log"))
+            redis = stack.enter_context(EmbeddedRedis(log_path=s.machine_state_dir / "redis.log"))
             os.environ["RECOMART_ONLINE_STORE_URL"] = redis.url
             console.print(f"embedded online store (redis-server) on {redis.url}: point the Faust "
                           "worker at it with RECOMART_ONLINE_STORE_URL for a live real-time view")

@@ -92,7 +92,7 @@ def worker(web_port: int = typer.Option(0, help="Faust web server port (/trendin
     reset_settings()
     s = get_settings()
     with EmbeddedBroker() as b, EmbeddedRedis(s.online_store_url,
-                                              log_path=s.lake_root / "state" / "redis.log") as r:
+                                              log_path=s.machine_state_dir / "redis.log") as r:
         if r.started:
             os.environ["RECOMART_ONLINE_STORE_URL"] = r.url
             reset_settings()

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 BOOTSTRAP = settings.kafka_bootstrap or "127.0.0.1:9092"
 ACTIVITY_TOPIC = f"{settings.clickstream_topic}-activity"
-DATADIR = settings.stream_datadir or settings.lake_root / "state" / "faust"
+DATADIR = settings.stream_datadir or settings.machine_state_dir / "faust"
 
 
 class SpeedApp(faust.App):

@@ -85,8 +85,48 @@ def dlq_headers(reason: str, topic: str, partition: int, offset: int,
             ("source_timestamp_ms", str(ts_ms).encode())]
 
 
-def next_offsets(parts: Mapping[Any, Sequence[Any]]) -> dict[Any, int]:
+@dataclass
+class Fetched:
+    """One landing batch, column-wise: every message the consumer fetched, in offset order within
+    each partition (valid and malformed alike). The worker's confluent-kafka source builds it
+    straight from librdkafka's messages (no per-message Python record objects); ``from_records``
+    takes aiokafka ``getmany`` output (``{TopicPartition: [ConsumerRecord]}``)."""
+
+    topic: str
+    values: list[bytes | None]
+    keys: list[bytes | None]
+    partitions: list[int]
+    offsets: list[int]
+    timestamps: list[int | None]  # ms since epoch (None: the broker has none)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @classmethod
+    def from_records(cls, parts: Mapping[Any, Sequence[Any]]) -> Fetched:
+        flat = [m for records in parts.values() for m in records]
+        topic = flat[0].topic if flat else ""
+        return cls(topic, [m.value for m in flat], [m.key for m in flat],
+                   [m.partition for m in flat], [m.offset for m in flat],
+                   [m.timestamp for m in flat])
+
+    def ranges(self) -> dict[int, tuple[int, int]]:
+        """``{partition: (first, last offset)}`` of the batch (the object name's key)."""
+        out: dict[int, tuple[int, int]] = {}
+        for p, off in zip(self.partitions, self.offsets, strict=True):
+            first = out.get(p)
+            out[p] = (off, off) if first is None else (min(first[0], off), max(first[1], off))
+        return out
+
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        """``{(topic, partition): last offset + 1}``: what to commit once the batch is landed."""
+        return {(self.topic, p): last + 1 for p, (_, last) in self.ranges().items()}
+
+
+def next_offsets(parts: Mapping[Any, Sequence[Any]] | Fetched) -> dict[Any, int]:
     """The offsets to commit for a batch: one past its last record, per topic-partition."""
+    if isinstance(parts, Fetched):
+        return parts.next_offsets()
     return {tp: records[-1].offset + 1 for tp, records in parts.items() if records}
 
 
@@ -98,14 +138,14 @@ def _write(lake: Lake, topic: str, table: pa.Table, ranges: dict[int, tuple[int,
     return files, (after_write(table, decoded) if after_write is not None else [])
 
 
-async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter: DeadLetterSender,
-                     *, topic: str, max_message_bytes: int = 16 * 1024,
+async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
+                     dead_letter: DeadLetterSender, *, topic: str, max_message_bytes: int = 16 * 1024,
                      summarize: Summarize | None = None, codec: Codec | None = None,
                      after_write: AfterWrite | None = None,
                      times: MutableMapping[str, float] | None = None
                      ) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Validate, dead-letter and durably write one batch of ``ConsumerRecord``s, given per
-    topic-partition in offset order (as ``getmany`` returns them).
+    """Validate, dead-letter and durably write one batch: a ``Fetched`` batch, or
+    ``ConsumerRecord``s per topic-partition in offset order (as aiokafka's ``getmany`` returns).
 
     ``codec`` defaults to the clickstream's; ``summarize`` (clickstream activity) is shorthand for
     an ``after_write`` that ignores the decoded batch. Returns ``(counts, summaries)`` once the
@@ -116,28 +156,19 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter
     if after_write is None and summarize is not None:
         after_write = lambda table, _decoded: summarize(table)  # noqa: E731
     t0 = time.perf_counter()
-    flat = [m for records in parts.values() for m in records]
-    decoded = codec.decode([m.value for m in flat])
-    partitions: list[int] = []
-    offsets: list[int] = []
-    kafka_ts: list[int | None] = []
-    ranges: dict[int, tuple[int, int]] = {}
-    for tp, records in parts.items():
-        if not records:
-            continue
-        partitions += [tp.partition] * len(records)
-        offsets += [m.offset for m in records]
-        kafka_ts += [m.timestamp for m in records]
-        ranges[tp.partition] = (records[0].offset, records[-1].offset)
+    batch = parts if isinstance(parts, Fetched) else Fetched.from_records(parts)
+    decoded = codec.decode(batch.values)
+    partitions, offsets, kafka_ts = batch.partitions, batch.offsets, batch.timestamps
+    ranges = batch.ranges()
     t1 = time.perf_counter()
     pending = []
     try:
         for i, reason in decoded.bad:
-            m = flat[i]
-            ts = m.timestamp / 1000 if m.timestamp is not None else None
+            ts_ms = kafka_ts[i]
             pending.append(await dead_letter.send(
-                key=m.key, value=m.value,
-                headers=dlq_headers(reason, m.topic, m.partition, m.offset, ts)))
+                key=batch.keys[i], value=batch.values[i],
+                headers=dlq_headers(reason, batch.topic or topic, partitions[i], offsets[i],
+                                    ts_ms / 1000 if ts_ms is not None else None)))
         files: list[Any] = []
         summaries: list[dict[str, Any]] = []
         if len(decoded):
@@ -160,7 +191,7 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter
 
 
 async def commit_when_landed(consumer: OffsetCommitter, landing: Awaitable[Any],
-                             parts: Mapping[Any, Sequence[Any]]) -> Any:
+                             parts: Mapping[Any, Sequence[Any]] | Fetched) -> Any:
     """Await a batch's landing, then commit exactly its offsets; a failed landing raises before
     anything is committed. Returns what the landing returned."""
     result = await landing

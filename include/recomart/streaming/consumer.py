@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,6 +33,19 @@ class CommitRejected(TransientError):
 
 _REJECTED = ("ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS",
              "_ASSIGNMENT_LOST", "FENCED_INSTANCE_ID", "_STATE", "NOT_COORDINATOR")
+
+
+class _Keys(Sequence):
+    """Message keys read on demand (only dead-lettered messages need theirs)."""
+
+    def __init__(self, msgs: list[Any]) -> None:
+        self._msgs = msgs
+
+    def __len__(self) -> int:
+        return len(self._msgs)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._msgs[i].key()
 
 
 class LandingConsumer:
@@ -74,34 +87,30 @@ class LandingConsumer:
     def _fetch(self, limit: int, within_s: float, should_stop: Callable[[], bool]) -> Fetched:
         from confluent_kafka import KafkaError, KafkaException
 
-        values: list[bytes | None] = []
-        keys: list[bytes | None] = []
-        partitions: list[int] = []
-        offsets: list[int] = []
-        stamps: list[int | None] = []
-        n, deadline = 0, time.monotonic() + within_s
+        msgs: list[Any] = []
+        deadline = time.monotonic() + within_s
         consume = self._consumer.consume
-        while n < limit and not should_stop():
+        while len(msgs) < limit and not should_stop():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            for m in consume(limit - n, min(left, 0.25)):
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+            got = consume(limit - len(msgs), min(left, 0.25))
+            good = [m for m in got if m.error() is None]
+            if len(good) != len(got):
+                for m in got:
+                    err = m.error()
+                    if err is None or err.code() == KafkaError._PARTITION_EOF:
                         continue
                     if err.fatal():
                         raise KafkaException(err)
                     log.warning("consumer error on %s (retried by the client): %s", self.topic, err)
-                    continue
-                values.append(m.value())
-                keys.append(m.key())
-                partitions.append(m.partition())
-                offsets.append(m.offset())
-                kind, ts = m.timestamp()
-                stamps.append(ts if kind else None)  # 0 = TIMESTAMP_NOT_AVAILABLE
-                n += 1
-        return Fetched(self.topic, values, keys, partitions, offsets, stamps)
+            msgs += good
+        # column-wise, one comprehension per field (cheaper than appends per message)
+        stamps: list[int | None] = [m.timestamp()[1] for m in msgs]
+        if stamps and min(stamps) < 0:  # -1: the broker/producer set no timestamp
+            stamps = [t if t >= 0 else None for t in stamps]
+        return Fetched(self.topic, [m.value() for m in msgs], _Keys(msgs),
+                       [m.partition() for m in msgs], [m.offset() for m in msgs], stamps)
 
     async def commit(self, offsets: Mapping[Any, int]) -> None:
         """Commit ``{(topic, partition): next offset}`` synchronously (the broker acknowledged it

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -94,10 +94,11 @@ class Fetched:
 
     topic: str
     values: list[bytes | None]
-    keys: list[bytes | None]
+    keys: Sequence[bytes | None]  # read only for dead-lettered messages (may be lazy)
     partitions: list[int]
     offsets: list[int]
     timestamps: list[int | None]  # ms since epoch (None: the broker has none)
+    _ranges: dict[int, tuple[int, int]] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -112,11 +113,14 @@ class Fetched:
 
     def ranges(self) -> dict[int, tuple[int, int]]:
         """``{partition: (first, last offset)}`` of the batch (the object name's key)."""
-        out: dict[int, tuple[int, int]] = {}
-        for p, off in zip(self.partitions, self.offsets, strict=True):
-            first = out.get(p)
-            out[p] = (off, off) if first is None else (min(first[0], off), max(first[1], off))
-        return out
+        if self._ranges is None:
+            import numpy as np
+
+            parts = np.asarray(self.partitions, dtype=np.int64)
+            offs = np.asarray(self.offsets, dtype=np.int64)
+            self._ranges = {int(p): (int(offs[sel].min()), int(offs[sel].max()))
+                            for p in np.unique(parts) for sel in [parts == p]}
+        return dict(self._ranges)
 
     def next_offsets(self) -> dict[tuple[str, int], int]:
         """``{(topic, partition): last offset + 1}``: what to commit once the batch is landed."""

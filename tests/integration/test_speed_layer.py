@@ -299,3 +299,25 @@ def test_create_topics_cli_is_idempotent(tmp_path, monkeypatch):
             assert {n: len(topics[n].partitions) for n in names} == dict.fromkeys(names, 3)
     finally:
         reset_settings()
+
+
+def test_worker_on_a_missing_bucket_exits_with_a_clear_error(broker, s3_server, tmp_path):
+    """A worker pointed at an s3:// lake whose bucket does not exist stops before it consumes
+    anything (so nothing is committed), saying which bucket and what to do."""
+    from recomart.streaming.broker import free_port
+
+    env = dict(os.environ, **s3_server["env"], RECOMART_KAFKA_BOOTSTRAP=broker.bootstrap,
+               RECOMART_LAKE_ROOT=f"s3://{s3_server['bucket']}-absent/lake",
+               RECOMART_LOCAL_STATE_DIR=str(tmp_path / "state"), RECOMART_STREAM_DECISIONS="0")
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    worker = Worker(env, tmp_path / "worker.log", free_port(), workdir)
+    worker.start()
+    try:
+        code = worker.proc.wait(timeout=120)
+    finally:
+        worker.kill(signal.SIGKILL)
+    log = (tmp_path / "worker.log").read_text()
+    assert code == 78, log[-3000:]
+    assert f"bucket '{s3_server['bucket']}-absent' does not exist" in log
+    assert "exiting before consuming" in log

@@ -242,6 +242,13 @@ class Lander(mode.Service):
     @mode.Service.task
     async def _landing(self) -> None:
         """Fetch batch N+1 while batch N is written; commit N once it is durable, in order."""
+        try:  # an unusable lake (missing bucket, rejected credentials) fails before consuming
+            await asyncio.to_thread(self.lake.check)
+        except Exception as exc:
+            log.critical("lake %s cannot be used: %s; exiting before consuming %s",
+                         self.lake.uri(self.lake.root), exc, self.topic)
+            logging.shutdown()
+            os._exit(78)  # EX_CONFIG
         consumer = self._consumer()
         inflight: tuple[asyncio.Future[dict[str, int]], landing.Fetched] | None = None
         try:

@@ -47,16 +47,33 @@ def airflow_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def lineage_env(lake_root: Path, current: Mapping[str, str]) -> dict[str, str]:
-    """OpenLineage: a file transport inside the lake unless the user configured one."""
+EVENT_OBJECT_PREFIX = "event"
+"""Name prefix of the one-object-per-event lineage files on an object-store lake."""
+
+
+def lineage_env(lake_root: Path | str, current: Mapping[str, str]) -> dict[str, str]:
+    """OpenLineage: a file transport inside the lake unless the user configured one.
+
+    A local lake gets one appended ``events.jsonl``; an object store cannot append, so an
+    ``s3://`` lake gets one object per event (``lineage/events/event-<time>.json``, written by the
+    transport through fsspec with the same AWS_* settings). ``recomart.lineage`` reads both."""
     if current.get("OPENLINEAGE_URL") or current.get("AIRFLOW__OPENLINEAGE__TRANSPORT") \
             or current.get("OPENLINEAGE_CONFIG"):
         return {}
     import json
 
-    out_dir = lake_root / "lineage" / "events"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    transport = {"type": "file", "log_file_path": str(out_dir / "events.jsonl"), "append": True}
+    from recomart.config import is_lake_uri
+
+    transport: dict[str, object]
+    if is_lake_uri(lake_root):
+        transport = {"type": "file", "append": False,
+                     "log_file_path": f"{str(lake_root).rstrip('/')}/lineage/events/{EVENT_OBJECT_PREFIX}"}
+        if current.get("AWS_ENDPOINT_URL"):
+            transport["storage_options"] = {"endpoint_url": current["AWS_ENDPOINT_URL"]}
+    else:
+        out_dir = Path(lake_root) / "lineage" / "events"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        transport = {"type": "file", "log_file_path": str(out_dir / "events.jsonl"), "append": True}
     # deltalake's tokio runtime panics in a forked child: extract lineage in a thread instead.
     return {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "recomart",

@@ -72,7 +72,7 @@ def unpublish(lake: Lake, ds: str) -> bool:
     """Withdraw ``ds``'s publication (a re-run whose gate fails must not leave the old one)."""
     path = _pointer_path(lake, ds)
     if path.exists():
-        path.unlink()
+        lake.remove(path)
         return True
     return False
 

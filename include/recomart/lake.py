@@ -145,6 +145,8 @@ class Lake:
     def __init__(self, root: Path | str | None = None, *, settings: Settings | None = None) -> None:
         self._settings = settings
         raw = root if root is not None else self.settings.lake_root
+        if getattr(raw, "protocol", "") not in ("", "file", "local"):  # a UPath (another Lake's root)
+            raw = f"{raw.protocol}://{raw.path}"
         if isinstance(raw, str) and is_lake_uri(raw):
             from upath import UPath
 
@@ -171,10 +173,17 @@ class Lake:
         self.check()
         return self.root.joinpath(zone, *parts)
 
-    def resolve(self, rel: str) -> LakePath:
-        """The path of ``rel`` (a lake-relative POSIX path, as manifests and JSON store them)."""
+    def resolve(self, rel: str | LakePath) -> LakePath:
+        """The path of ``rel``: a lake-relative POSIX path (as manifests and JSON store them), or
+        a full path / URI inside this lake (older JSON stored those)."""
         self.check()
-        return self.root.joinpath(*[p for p in str(rel).split("/") if p])
+        text = str(rel)
+        root = self.uri(self.root).rstrip("/")
+        if text == root or text.startswith(root + "/"):
+            text = text[len(root) + 1:]
+        elif self.is_local and Path(text).is_absolute():
+            return Path(text)
+        return self.root.joinpath(*[p for p in text.split("/") if p])
 
     def rel(self, path: LakePath) -> str:
         """``path`` relative to the root as a POSIX string (what manifests and XCom carry)."""
@@ -253,6 +262,14 @@ class Lake:
     def size(self, path: LakePath) -> int:
         return int(path.stat().st_size)
 
+    def change_token(self, path: LakePath) -> str:
+        """A value that changes whenever ``path`` is rewritten (mtime in ns locally, the ETag on an
+        object store); raises FileNotFoundError when it is absent. Cheap: one stat / HEAD."""
+        if self.is_local:
+            return str(Path(path).stat().st_mtime_ns)
+        info = self.fs.info(self._key(path), refresh=True)
+        return str(info.get("ETag") or info.get("LastModified") or info.get("size"))
+
     def glob(self, base: LakePath, pattern: str) -> list[LakePath]:
         """Sorted matches of ``pattern`` below ``base`` (empty when ``base`` does not exist)."""
         return sorted(base.glob(pattern), key=str) if base.is_dir() else []
@@ -266,6 +283,16 @@ class Lake:
 
     def read_bytes(self, path: LakePath) -> bytes:
         return path.read_bytes()
+
+    def read_many(self, paths: Sequence[LakePath]) -> list[bytes]:
+        """The contents of many small files, in order (one concurrent batch on an object store)."""
+        if not paths:
+            return []
+        if self.is_local:
+            return [Path(p).read_bytes() for p in paths]
+        keys = [self._key(p) for p in paths]
+        got = self.fs.cat(keys)
+        return [got[k] for k in keys]
 
     def read_text(self, path: LakePath) -> str:
         return path.read_bytes().decode("utf-8")
@@ -306,6 +333,31 @@ class Lake:
             target = dest.joinpath(*f.relative_to(src_dir).parts)
             out.append(self.copy_file(f, target))
         return out
+
+    @contextlib.contextmanager
+    def build_tree(self, dest: LakePath) -> Iterator[Path]:
+        """A local folder for a tool that writes a whole folder (GX Data Docs); when the block
+        succeeds it replaces ``dest``: locally by renaming a sibling temp folder into place (as
+        atomic as a folder can be), on an object store by uploading every file and then deleting
+        the files of the old content that the new one does not have. A failure leaves ``dest``."""
+        if self.is_local:
+            dest = Path(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+            try:
+                yield tmp
+                if dest.exists():
+                    shutil.rmtree(dest)
+                os.replace(tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return
+        with tempfile.TemporaryDirectory(prefix="recomart-tree-") as tmp:
+            yield Path(tmp)
+            old = set(self.fs.find(self._key(dest))) if dest.exists() else set()
+            new = {self._key(p) for p in self.upload_tree(Path(tmp), dest)}
+            if stale := sorted(old - new):
+                self.fs.rm(stale)
 
     def download(self, path: LakePath, dest: Path | str) -> Path:
         """Copy lake file ``path`` to the local file ``dest`` (for tools that need a local file)."""

@@ -242,20 +242,34 @@ class RunNode:
     outputs: list[DatasetRef]
 
 
+def read_lake_events(lake: Lake) -> list[dict[str, Any]]:
+    """The lake's lineage events: the appended ``events.jsonl`` (local lakes) and the
+    one-object-per-event files (``event-*.json``, object-store lakes), in file order."""
+    events = read_events(events_path(lake))
+    objects = lake.glob(lake.path("lineage", "events"), "event-*.json")
+    for blob in lake.read_many(objects):
+        events += _parse_event_lines(blob.decode("utf-8").splitlines())
+    return events
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
     """Every JSON event in an OpenLineage file-transport file (bad lines are skipped)."""
     if not path.exists():
         return []
+    with path.open("r", encoding="utf-8") as fh:
+        return _parse_event_lines(fh, path)
+
+
+def _parse_event_lines(lines: Iterable[str], where: object = "a lineage file") -> list[dict[str, Any]]:
     events = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                log.warning("skipping a malformed lineage event line in %s", path)
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("skipping a malformed lineage event line in %s", where)
     return events
 
 
@@ -309,7 +323,7 @@ class LineageGraph:
 
     @classmethod
     def from_lake(cls, lake: Lake) -> LineageGraph:
-        return cls(read_events(events_path(lake)))
+        return cls(read_lake_events(lake))
 
     def resolve(self, query: str) -> str:
         """A dataset key from a name: exact key or name, a path suffix (``features/user_features``)

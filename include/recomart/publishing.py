@@ -75,7 +75,7 @@ def publish_model_outputs(lake: Lake, model: Any, name: str, version: int | str,
     users = np.unique(np.asarray(list(user_ids), dtype="int64")).tolist()
     products = np.unique(np.asarray(list(product_ids), dtype="int64")).tolist()
     out_dir = serving_dir(lake, name, version)
-    (out_dir / MANIFEST).unlink(missing_ok=True)  # incomplete until the manifest is rewritten
+    lake.remove(out_dir / MANIFEST)  # incomplete until the manifest is rewritten
     frames = {
         "user_recs": _batched(model.recommend, users, n, batch_size),
         "similar_items": _batched(model.similar_items, products, n, batch_size),
@@ -89,7 +89,7 @@ def publish_model_outputs(lake: Lake, model: Any, name: str, version: int | str,
         path = lake.write_parquet(out_dir / f"{output}.parquet", frame)
         key = OUTPUT_KEYS[output][0]
         manifest["outputs"][output] = {
-            "path": str(path.relative_to(lake.root)), "rows": len(frame),
+            "path": lake.rel(path), "rows": len(frame),
             f"distinct_{key}s": int(frame[key].nunique())}
         log.info("published %s v%s %s: %d rows", name, version, output, len(frame))
     manifest["users_requested"] = len(users)
@@ -104,7 +104,7 @@ def point_latest(lake: Lake, name: str, version: int | str, **extra: Any) -> dic
         raise FileNotFoundError(f"{serving_dir(lake, name, version)} is not published")
     manifest = lake.read_json(serving_dir(lake, name, version) / MANIFEST)
     latest = {"model": name, "version": int(version), "alias": "champion",
-              "path": str(serving_dir(lake, name, version).relative_to(lake.root)),
+              "path": lake.rel(serving_dir(lake, name, version)),
               "outputs": {k: v["path"] for k, v in manifest["outputs"].items()},
               "published_ds": manifest.get("ds"), "run_id": manifest.get("run_id"),
               "updated_at": datetime.now(UTC).isoformat(timespec="seconds"), **extra}
@@ -125,8 +125,6 @@ def read_output(lake: Lake, output: str, key: int | None = None,
         raise FileNotFoundError(f"nothing published yet in {lake.path('serving')}")
     column = OUTPUT_KEYS[output][0]
     filters = [(column, "=", int(key))] if key is not None else None
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(lake.root / latest["outputs"][output], filters=filters)
+    table = lake.read_arrow_file(lake.resolve(latest["outputs"][output]), filters=filters)
     return table.to_pandas().sort_values("rank", kind="stable", ignore_index=True) \
         if key is not None else table.to_pandas()

@@ -169,12 +169,26 @@ def log_figure(figure: Any, artifact_file: str) -> None:
 
 @_configured
 def log_artifact(path: Path | str, artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Log a local file, or a lake file (an ``s3://`` lake path is fetched to a temp file first:
+    MLflow uploads from local files only)."""
     import mlflow
 
-    if run_id is None:
-        mlflow.log_artifact(str(path), artifact_path)
-    else:
-        client().log_artifact(run_id, str(path), artifact_path)
+    with _local_file(path) as local:
+        if run_id is None:
+            mlflow.log_artifact(str(local), artifact_path)
+        else:
+            client().log_artifact(run_id, str(local), artifact_path)
+
+
+@contextmanager
+def _local_file(path: Any) -> Iterator[Path | str]:
+    if getattr(path, "protocol", "") in ("", "file", "local"):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="recomart-artifact-") as tmp:
+        local = Path(tmp) / path.name
+        local.write_bytes(path.read_bytes())
+        yield local
 
 
 @_configured

@@ -477,4 +477,4 @@ def model_report(lake: Lake, ds: str, trained: dict[str, Any], decision: dict[st
     path = build_model_report(lake, ds, results=results_from_run(run), decision=decision,
                               training=training, run_id=trained["run_id"], selection=selection)
     registry.log_artifact(path, "reports", run_id=trained["run_id"])
-    return {"ds": ds, "report": str(path.relative_to(lake.root)), "run_id": trained["run_id"]}
+    return {"ds": ds, "report": lake.rel(path), "run_id": trained["run_id"]}

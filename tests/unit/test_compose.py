@@ -114,7 +114,7 @@ def _shape(token: str) -> str:
     the stack and compose differ there and nowhere else."""
     import re
 
-    if token.startswith(("/", "{")):
+    if token.startswith(("/", "{", "s3://")):  # a folder or a bucket: where the lake is
         return "<path>"
     token = re.sub(r"//[^/\s]*", "//<host>", token)  # URLs: keep scheme and path
     token = re.sub(r"\b(127\.0\.0\.1|0\.0\.0\.0)\b", "<host>", token)
@@ -195,3 +195,32 @@ def test_grafana_dashboard_is_provisioned_and_queries_real_series():
     assert "airflow_dagrun_duration_success_recomart_batch" in exprs
     prom = yaml.safe_load((ROOT / "docker" / "prometheus" / "prometheus.yml").read_text())
     assert {j["job_name"] for j in prom["scrape_configs"]} == {"faust", "airflow", "serving"}
+
+
+def test_the_lake_and_mlflow_artifacts_live_in_the_minio_bucket():
+    """No two services share a disk: the lake is s3://recomart/lake on MinIO, the bucket exists
+    before anything uses it, MLflow's artifacts are in the same bucket."""
+    assert {"minio", "minio-init"} <= set(SERVICES)
+    init = " ".join(_command(SERVICES["minio-init"]))
+    assert "mc mb --ignore-existing lake/recomart" in init
+    assert SERVICES["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    users = ["airflow-scheduler", "airflow-worker", "faust-worker", "serving", "mlflow"]
+    for name in users:
+        env = SERVICES[name]["environment"]
+        assert env["RECOMART_LAKE_ROOT"] == "s3://recomart/lake", name
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} <= set(env), name
+        assert SERVICES[name]["depends_on"]["minio-init"]["condition"] == \
+            "service_completed_successfully", name
+        mounts = " ".join(SERVICES[name].get("volumes", []))
+        assert "recomart_lake" not in mounts, f"{name} still mounts a shared lake volume"
+    assert SERVICES["minio"]["environment"]["MINIO_ROOT_USER"] == \
+        SERVICES["serving"]["environment"]["AWS_ACCESS_KEY_ID"]
+    mlflow = " ".join(_command(SERVICES["mlflow"]))
+    assert "--artifacts-destination s3://recomart/lake/mlflow/artifacts" in mlflow
+    assert SERVICES["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    import json
+
+    transport = json.loads(SERVICES["airflow-scheduler"]["environment"]["AIRFLOW__OPENLINEAGE__TRANSPORT"])
+    assert transport["log_file_path"].startswith("s3://recomart/lake/lineage/events/")
+    assert transport["append"] is False  # object stores cannot append: one object per event

@@ -164,3 +164,40 @@ def test_settings_lake_root_forms(tmp_path):
     assert s3.mlflow_artifact_uri("exp") == "s3://b/p/mlflow/artifacts/exp"
     local = Settings(lake_root=str(tmp_path / "lake"))
     assert local.machine_state_dir == tmp_path / "lake" / "state"
+
+
+def test_build_tree_replaces_a_whole_folder(any_lake):
+    lake = any_lake
+    dest = lake.path("reports", "ds=2024-01-01", "gx_data_docs")
+    with lake.build_tree(dest) as tmp:
+        (tmp / "index.html").write_text("one")
+        (tmp / "old").mkdir()
+        (tmp / "old" / "page.html").write_text("stale soon")
+    with lake.build_tree(dest) as tmp:
+        (tmp / "index.html").write_text("two")
+        (tmp / "new.html").write_text("new")
+    files = sorted(lake.rel(p) for p in lake.glob(dest, "**/*.html"))
+    assert files == ["reports/ds=2024-01-01/gx_data_docs/index.html",
+                     "reports/ds=2024-01-01/gx_data_docs/new.html"]
+    assert lake.read_text(dest / "index.html") == "two"
+    with pytest.raises(RuntimeError), lake.build_tree(dest) as tmp:
+        (tmp / "index.html").write_text("half-built")
+        raise RuntimeError("the tool failed")
+    assert lake.read_text(dest / "index.html") == "two"  # a failed build leaves the old folder
+
+
+def test_change_token_and_read_many(any_lake):
+    lake = any_lake
+    p = lake.write_bytes(lake.path("features", "online", "t.parquet"), b"1")
+    first = lake.change_token(p)
+    lake.write_bytes(p, b"22")
+    assert lake.change_token(p) != first
+    with pytest.raises(FileNotFoundError):
+        lake.change_token(lake.path("features", "online", "none.parquet"))
+    q = lake.write_bytes(lake.path("lineage", "events", "event-2.json"), b"{}")
+    assert lake.read_many([q, p]) == [b"{}", b"22"] and lake.read_many([]) == []
+
+
+def test_a_lake_from_another_lakes_root(any_lake):
+    again = Lake(any_lake.root)
+    assert again.is_local == any_lake.is_local and again.uri(again.root) == any_lake.uri(any_lake.root)

@@ -195,7 +195,7 @@ def analyse_one(lake: Lake, exp: Experiment, ds: str, exposures: pd.DataFrame,
     lake.write_parquet(out / "units.parquet", units)
     lake.write_json(out / "readout.json", readout)
     lake.write_json(lake.path("experiments", exp.name, "latest.json"),
-                    {"ds": ds, "revision": exp.revision, "readout": str(out / "readout.json")})
+                    {"ds": ds, "revision": exp.revision, "readout": lake.rel(out / "readout.json")})
     log.info("%s r%d %s: %s (%s)", exp.name, exp.revision, ds, readout["decision"], readout["reason"])
     return readout
 
@@ -231,7 +231,7 @@ def analyse_experiments(lake: Lake, ds: str, run_id: str = "manual",
             "revision": exp.revision, "decision": r["decision"], "reason": r["reason"],
             "units": sum(v["units"] for v in r["variants"]),
             "quarantined": r["reconciliation"]["quarantined"],
-            "readout": str(folder(lake, exp, ds) / "readout.json")}
+            "readout": lake.rel(folder(lake, exp, ds) / "readout.json")}
     return summary
 
 
@@ -240,7 +240,7 @@ def latest_readout(lake: Lake, name: str) -> dict[str, Any]:
     if not pointer:
         raise NothingToAnalyse(f"experiment {name!r} has no readout yet: run the "
                                "recomart_experiments DAG or `recomart experiment report`")
-    return lake.read_json(Path(pointer["readout"]))
+    return lake.read_json(lake.resolve(pointer["readout"]))
 
 
 def publish_readouts(lake: Lake, ds: str, summary: dict[str, Any], *, log_mlflow: bool = True
@@ -251,8 +251,8 @@ def publish_readouts(lake: Lake, ds: str, summary: dict[str, Any], *, log_mlflow
 
     out = {}
     for name, s in summary["experiments"].items():
-        readout = lake.read_json(Path(s["readout"]))
-        pdf = write_report(lake, readout, Path(s["readout"]).parent)
+        readout = lake.read_json(lake.resolve(s["readout"]))
+        pdf = write_report(lake, readout, lake.resolve(s["readout"]).parent)
         publish(lake, ds, f"experiment_{name}.pdf", pdf.read_bytes())
         run_id = None
         if log_mlflow:
@@ -269,5 +269,5 @@ def gated_promotion(lake: Lake, ds: str, summary: dict[str, Any], enabled: bool)
     out = {}
     for name, s in summary["experiments"].items():
         exp = definitions.load(lake, name)
-        out[name] = gate(exp, lake.read_json(Path(s["readout"])), enabled)
+        out[name] = gate(exp, lake.read_json(lake.resolve(s["readout"])), enabled)
     return out

@@ -261,7 +261,7 @@ class FeatureStore:
             return cached
         path = self.online_path(table)
         try:
-            mtime = path.stat().st_mtime_ns
+            mtime = self.lake.change_token(path)
         except FileNotFoundError:
             self.entity(table)  # unknown table → says so
             raise FeatureStoreError(f"no online materialisation of {table!r} (build features first)"
@@ -376,7 +376,7 @@ class FeatureStore:
 class OnlineTable:
     """The latest snapshot in memory: the frame, entity key → row position, column arrays."""
 
-    mtime: int
+    mtime: str  # Lake.change_token of the file it was loaded from
     keys: list[str]
     frame: pd.DataFrame
     index: dict[Any, int]
@@ -384,7 +384,7 @@ class OnlineTable:
     checked: float = 0.0
 
     @classmethod
-    def load(cls, frame: pd.DataFrame, keys: list[str], mtime: int) -> OnlineTable:
+    def load(cls, frame: pd.DataFrame, keys: list[str], mtime: str) -> OnlineTable:
         key_values = (zip(*(frame[k].tolist() for k in keys), strict=True) if len(keys) > 1
                       else frame[keys[0]].tolist())
         index = {k: i for i, k in enumerate(key_values)}

@@ -9,7 +9,6 @@ must look at (delete the landing folder on purpose to re-land it).
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,11 @@ from recomart.ingestion.landing import (
     MANIFEST,
     RawLandingConflict,
     SourceChangedError,
-    count_lines,
     landing_dir,
     now_iso,
     read_manifest,
     relative,
+    scan_file,
 )
 from recomart.lake import Lake, sha256_file
 from recomart.tables import DATASETS
@@ -57,7 +56,7 @@ def _conflict(lake: Lake, dataset: str, src: Path, ds: str, digest: str) -> dict
             f"{relative(lake, folder)} already holds {existing['path']} from {origin or 'unknown'} "
             f"(sha256 {existing['sha256']}, landed {existing['fetched_at']}) but {src} has sha256 "
             f"{digest}. Raw landings are immutable.{hint} To land the new file for {ds} on purpose, "
-            f"delete {lake.root / relative(lake, folder)}; or run another date.")
+            f"delete {lake.uri(folder)}; or run another date.")
     return existing
 
 
@@ -68,15 +67,15 @@ def _land_one(lake: Lake, dataset: str, src: Path, ds: str, digest: str) -> dict
         log.info("raw/csv/%s ds=%s already landed with the same bytes: no-op", dataset, ds)
         return {**existing, "status": "unchanged"}
     # An interrupted landing (no manifest) leaves at most stray files: start clean.
-    if folder.exists():
-        shutil.rmtree(folder)
+    lake.remove_tree(folder)
     dest = folder / src.name
     lake.copy_file(src, dest)
-    if sha256_file(dest) != digest:  # the source changed while we copied
-        shutil.rmtree(folder)
+    landed_sha, rows = scan_file(dest)  # one read of what landed: checksum and row count
+    if landed_sha != digest:  # the source changed while we copied
+        lake.remove_tree(folder)
         raise SourceChangedError(f"{src} changed while it was being copied; retry the landing")
-    manifest = {"source": SOURCE, "dataset": dataset, "logical_date": ds, "rows": count_lines(dest),
-                "sha256": digest, "bytes": dest.stat().st_size, "fetched_at": now_iso(),
+    manifest = {"source": SOURCE, "dataset": dataset, "logical_date": ds, "rows": rows,
+                "sha256": digest, "bytes": lake.size(dest), "fetched_at": now_iso(),
                 "path": relative(lake, dest), "origin": str(src)}
     lake.write_json(folder / MANIFEST, manifest)
     log.info("landed %s -> %s (%d rows, %d bytes)", src, manifest["path"], manifest["rows"],

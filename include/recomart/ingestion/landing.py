@@ -6,12 +6,12 @@ without a manifest is an interrupted landing and is treated as absent (it gets r
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from recomart.errors import PermanentError, TransientError
-from recomart.lake import Lake
+from recomart.lake import Lake, LakePath
 
 MANIFEST = "_manifest.json"
 
@@ -24,7 +24,7 @@ class SourceChangedError(TransientError):
     """A source file changed while it was being copied: landing it again later can succeed."""
 
 
-def landing_dir(lake: Lake, source: str, dataset: str, ds: str) -> Path:
+def landing_dir(lake: Lake, source: str, dataset: str, ds: str) -> LakePath:
     return lake.path("raw", source, dataset, f"ds={ds}")
 
 
@@ -34,22 +34,28 @@ def read_manifest(lake: Lake, source: str, dataset: str, ds: str) -> dict[str, A
     return lake.read_json(path) if path.exists() else None
 
 
-def count_lines(path: Path) -> int:
+def count_lines(path: LakePath) -> int:
     """Data rows of a CSV-like file: newline count minus the header, a final unterminated line counts."""
-    newlines, last = 0, b""
-    with open(path, "rb") as fh:
+    return scan_file(path)[1]
+
+
+def scan_file(path: LakePath) -> tuple[str, int]:
+    """``(sha256, data rows)`` of a landed file in one read (one GET on an object store)."""
+    digest, newlines, last = hashlib.sha256(), 0, b""
+    with path.open("rb") as fh:  # a local file or a lake path (Path / UPath)
         while block := fh.read(1 << 22):
+            digest.update(block)
             newlines += block.count(b"\n")
             last = block
     if not last:
-        return 0
+        return digest.hexdigest(), 0
     lines = newlines + (0 if last.endswith(b"\n") else 1)
-    return max(lines - 1, 0)
+    return digest.hexdigest(), max(lines - 1, 0)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def relative(lake: Lake, path: Path) -> str:
-    return path.relative_to(lake.root).as_posix()
+def relative(lake: Lake, path: LakePath) -> str:
+    return lake.rel(path)

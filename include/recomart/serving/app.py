@@ -249,7 +249,7 @@ def _items(scored: list[blend.Scored]) -> list[dict]:
 
 def create_app(settings: Settings | None = None, lake: Lake | None = None) -> FastAPI:
     settings = settings or get_settings()
-    lake = lake or Lake(settings.lake_root)
+    lake = lake or Lake(settings.lake_root, settings=settings)
     state: dict[str, Serving] = {}
 
     @asynccontextmanager

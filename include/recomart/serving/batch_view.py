@@ -19,7 +19,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from recomart.errors import RecomartError
 from recomart.lake import Lake
@@ -127,7 +126,7 @@ def _read_lists(lake: Lake, rel: str, output: str) -> Lists:
     if not path.exists():
         raise BatchViewError(f"published output {path} is missing")
     try:
-        t = pq.read_table(path, columns=[key, item, score, rank])
+        t = lake.read_arrow_file(path, columns=[key, item, score, rank])
     except (KeyError, ValueError) as exc:
         raise BatchViewError(f"{path}: cannot read columns {key, item, score, rank}: {exc}") from exc
     return Lists.from_columns(t[key].to_numpy(), t[item].to_numpy(),

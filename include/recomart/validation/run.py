@@ -245,12 +245,13 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
         log.info("%s: %d in, %d curated, %d quarantined %s", name, res.entry["rows_in"],
                  res.entry["curated"], res.entry["quarantined"], res.entry["reasons"])
 
-    report_dir = lake.path("reports", f"ds={ds}")
-    report_dir.mkdir(parents=True, exist_ok=True)
-    gx_checks, docs_index = run_suites(
-        {n: r.curated[list(DATASETS[n].columns)] for n, r in results.items()},
-        {n: DATASETS[n].nullable for n in results}, previous_curated_rows(lake, ds), ds_end,
-        report_dir / "gx_data_docs", sample_rows=gx_sample_rows or SAMPLE_ROWS)
+    docs_dir = lake.path("reports", f"ds={ds}", "gx_data_docs")
+    with lake.build_tree(docs_dir) as local_docs:  # GX writes local files only
+        gx_checks, _ = run_suites(
+            {n: r.curated[list(DATASETS[n].columns)] for n, r in results.items()},
+            {n: DATASETS[n].nullable for n in results}, previous_curated_rows(lake, ds), ds_end,
+            local_docs, sample_rows=gx_sample_rows or SAMPLE_ROWS)
+    docs_index = docs_dir / "index.html"
 
     datasets: dict[str, Any] = {}
     for name, res in results.items():
@@ -272,7 +273,7 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
                "threshold": threshold,
                "status": "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass",
                "datasets": datasets,
-               "gx_data_docs": docs_index.relative_to(lake.root).as_posix(),
+               "gx_data_docs": lake.rel(docs_index),
                "read_versions": read_versions,
                "written_versions": {
                    **{f"curated/{n}": d["curated_version"] for n, d in datasets.items()},

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +99,11 @@ def _frame_for_gx(frame: pd.DataFrame) -> pd.DataFrame:
 def run_suites(frames: dict[str, pd.DataFrame], nullables: dict[str, frozenset[str]],
                previous_rows: dict[str, int], ds_end: pd.Timestamp, docs_dir: Path,
                sample_rows: int = SAMPLE_ROWS, seed: int = 42) -> tuple[dict[str, list[dict]], Path]:
-    """Run each dataset's suites on its curated frame; returns checks per dataset and docs index."""
+    """Run each dataset's suites on its curated frame; returns checks per dataset and docs index.
+
+    ``docs_dir`` is a local folder (``Lake.build_tree`` puts it into the lake afterwards)."""
     gx, ctx = _context()
-    tmp_docs = Path(tempfile.mkdtemp(prefix=".gx_docs.", dir=docs_dir.parent))
+    tmp_docs = docs_dir
     site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
@@ -137,7 +137,4 @@ def run_suites(frames: dict[str, pd.DataFrame], nullables: dict[str, frozenset[s
         name = vd.name.split(".")[0]
         for result in outcome.run_results.values():
             checks[name] += [_as_check(r, vd.name) for r in result.results]
-    if docs_dir.exists():
-        shutil.rmtree(docs_dir)
-    os.replace(tmp_docs, docs_dir)
     return checks, docs_dir / "index.html"

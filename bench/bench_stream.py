@@ -117,8 +117,12 @@ def file_rows(lake: Lake, path) -> int:
 
 def start_moto() -> tuple[object, dict[str, str]]:
     """A moto S3 server on a free loopback port with a fresh bucket: (server, AWS_* env)."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

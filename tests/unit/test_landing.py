@@ -170,3 +170,37 @@ def test_a_rejected_dead_letter_ack_commits_nothing(any_lake):
     assert counts["valid"] == 5 and consumer.commits == [{TP0: 14, TP1: 2}]
     assert list_files(lake) == [first] and lake.read_bytes(first) == written  # same bytes, one object
     assert read_speed_zone(lake).num_rows == 5
+
+
+def test_a_column_wise_batch_lands_and_commits_like_the_records_it_holds(any_lake):
+    """``Fetched`` (what the worker's confluent-kafka consumer builds, partitions interleaved)
+    names the same object and commits the same offsets as the per-partition records."""
+    from recomart.streaming.landing import Fetched, next_offsets
+
+    lake = any_lake
+    parts = _batch()
+    flat = [m for records in parts.values() for m in records]
+    order = [0, 4, 1, 5, 2, 3]  # as librdkafka may hand them out: partitions interleaved
+    fetched = Fetched(TOPIC, [flat[i].value for i in order], [flat[i].key for i in order],
+                      [flat[i].partition for i in order], [flat[i].offset for i in order],
+                      [flat[i].timestamp for i in order])
+    assert fetched.ranges() == Fetched.from_records(parts).ranges() == {0: (10, 13), 1: (0, 1)}
+    assert next_offsets(fetched) == {(TOPIC, 0): 14, (TOPIC, 1): 2} == next_offsets(parts)
+    consumer, dlq = FakeConsumer(), FakeDeadLetter()
+
+    async def scenario():
+        step = asyncio.ensure_future(commit_when_landed(
+            consumer, land_batch(fetched, lake, dlq, topic=TOPIC), fetched))
+        await _until(lambda: dlq.sent, "DLQ message sent")
+        dlq.ack()
+        return await step
+
+    counts, _ = asyncio.run(scenario())
+    assert counts == {"valid": 5, "dead_letter": 1, "files": 1}
+    assert consumer.commits == [{TP0: 14, TP1: 2}]
+    (landed,) = list_files(lake)
+    assert landed.name == f"{TOPIC}-{batch_key({0: (10, 13), 1: (0, 1)})}.parquet"
+    ((key, value, headers),) = dlq.sent
+    assert (key, value, headers["source_partition"], headers["source_offset"]) == (
+        b"k13", b"not json", b"0", b"13")
+    assert sorted(read_speed_zone(lake)["event_id"].to_pylist()) == ["e0", "e1", "e10", "e11", "e2"]

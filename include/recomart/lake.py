@@ -227,7 +227,7 @@ class Lake:
             bucket = self.root.path.split("/", 1)[0]
             where = f" at {s.aws_endpoint_url}" if s.aws_endpoint_url else ""
             try:
-                self.root.fs.ls(bucket, refresh=True)
+                self.root.fs.info(bucket, refresh=True)  # one HEAD bucket
             except FileNotFoundError as exc:
                 raise LakeUnavailableError(
                     f"lake {self.uri(self.root)}: bucket {bucket!r} does not exist{where}. Create "
@@ -389,7 +389,8 @@ class Lake:
     def remove_tree(self, path: LakePath) -> None:
         """Delete a folder and everything below it (no error when it is absent)."""
         if self.is_local:
-            shutil.rmtree(path, ignore_errors=False) if Path(path).exists() else None
+            if Path(path).exists():
+                shutil.rmtree(path)
         else:
             found = self.fs.find(self._key(path))
             if found:
@@ -425,6 +426,15 @@ class Lake:
             if default is not None:
                 return default
             raise LakeError(f"missing lake file {self.uri(path)}") from None
+        return json.loads(data.decode("utf-8"))
+
+    def read_json_or_none(self, path: LakePath) -> Any:
+        """The JSON at ``path``, or None when it does not exist: one GET, where ``exists()`` then
+        ``read_json`` costs two or three requests on an object store."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
         return json.loads(data.decode("utf-8"))
 
     def write_parquet(self, path: LakePath, data: pd.DataFrame | pa.Table) -> LakePath:

@@ -113,8 +113,7 @@ def point_latest(lake: Lake, name: str, version: int | str, **extra: Any) -> dic
 
 
 def read_latest(lake: Lake) -> dict[str, Any] | None:
-    path = lake.path("serving", LATEST)
-    return lake.read_json(path) if path.exists() else None
+    return lake.read_json_or_none(lake.path("serving", LATEST))
 
 
 def read_output(lake: Lake, output: str, key: int | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -32,9 +33,10 @@ def test_atomic_write_json_text_and_listing(any_lake):
     assert not lake.exists(p) and lake.read_json(p, default={"none": 1}) == {"none": 1}
     with pytest.raises(LakeError, match="missing lake file"):
         lake.read_json(p)
+    assert lake.read_json_or_none(p) is None
     lake.write_json(p, {"b": 2, "a": [1, 2]})
     lake.write_json(p, {"b": 3})  # replaces the whole content
-    assert lake.read_json(p) == {"b": 3}
+    assert lake.read_json(p) == {"b": 3} == lake.read_json_or_none(p)
     lake.write_text(lake.path("state", "a", "two.txt"), "héllo\n")
     lake.write_bytes(lake.path("state", "b", "c", "three.bin"), b"\x00\x01")
     assert lake.read_text(lake.path("state", "a", "two.txt")) == "héllo\n"
@@ -201,3 +203,57 @@ def test_change_token_and_read_many(any_lake):
 def test_a_lake_from_another_lakes_root(any_lake):
     again = Lake(any_lake.root)
     assert again.is_local == any_lake.is_local and again.uri(again.root) == any_lake.uri(any_lake.root)
+
+
+def test_rejected_credentials_are_a_permanent_error_with_the_fix(tmp_path):
+    """A moto server that enforces authentication (its own process): unknown keys are refused."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from recomart.processes import stop_group, wait_until
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "moto_server"
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+            return True
+        except OSError:
+            return proc.poll() is not None  # exited: reported below
+    try:
+        wait_until(up, 60, "moto_server to answer")
+        if proc.poll() is not None:
+            pytest.skip(f"moto_server cannot start here (exit {proc.returncode})")
+        settings = Settings(lake_root="s3://recomart/lake", local_state_dir=tmp_path,
+                            aws_access_key_id="not-a-key", aws_secret_access_key="nope",
+                            aws_region="us-east-1", aws_endpoint_url=f"http://127.0.0.1:{port}")
+        with pytest.raises(LakeUnavailableError, match=r"refused access.*AWS_ACCESS_KEY_ID"):
+            Lake(settings=settings).path("raw")
+    finally:
+        stop_group(proc, timeout=10)
+
+
+def test_concurrent_appends_lose_no_commit(any_lake):
+    """Writers racing for the same table version: with conditional put on S3 (and atomic
+    renames locally) each commit lands once; none overwrites another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lake = any_lake
+    lake.write_table("speed", "race", pd.DataFrame({"w": [-1]}))
+
+    def append(i: int) -> int:
+        return lake.write_table("speed", "race", pd.DataFrame({"w": [i] * 10}), mode="append")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(append, range(4)))
+    frame = lake.read_table("speed", "race")
+    assert sorted(frame["w"].value_counts().to_dict().items()) == [(-1, 1)] + [(i, 10) for i in range(4)]
+    assert lake.table_version("speed", "race") == 4

@@ -31,7 +31,7 @@ def landing_dir(lake: Lake, source: str, dataset: str, ds: str) -> LakePath:
 def read_manifest(lake: Lake, source: str, dataset: str, ds: str) -> dict[str, Any] | None:
     """The manifest of a finished landing, or None when the date was not (fully) landed."""
     path = landing_dir(lake, source, dataset, ds) / MANIFEST
-    return lake.read_json(path) if path.exists() else None
+    return lake.read_json_or_none(path)
 
 
 def count_lines(path: LakePath) -> int:

@@ -27,8 +27,9 @@ Agents:
   (views / carts / purchases per product per window), served as JSON at ``/trending/``.
 - ``decide`` (see ``decisions``) scores active sessions with the champion model off the hot path.
 
-Faust's data directory (table state, version folders) is ``<lake_root>/state/faust``, never the
-working directory.
+Faust's data directory (table state, version folders) is ``<machine_state_dir>/faust``
+(``<lake_root>/state/faust`` for a local lake, ``RECOMART_LOCAL_STATE_DIR`` for an ``s3://`` one),
+never the working directory.
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 (produce -> readable in the lake), beside the raw consume rate of plain consumers on the same broker.
 
     nice .venv/bin/python bench/bench_stream.py [--small] [--events N] [--profile]
-        [--batch-max N] [--batch-within-s S]
+        [--batch-max N] [--batch-within-s S] [--lake s3://bucket/prefix | --lake moto]
+
+``--lake`` puts the worker's lake on an object store: an ``s3://`` URI uses the ``AWS_*``
+settings (MinIO, S3); ``moto`` starts a moto S3 server on a free loopback port inside this
+process (it shares the bench's CPU, so it is a pessimistic figure) and lands in a fresh bucket.
 
 Phase 1 pre-loads the clickstream topic (1% malformed), measures a plain confluent-kafka and a
 plain aiokafka consumer reading it, then starts one Faust worker and times it from its first
@@ -31,14 +35,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from recomart.config import get_settings
 from recomart.lake import Lake
 from recomart.processes import stop_group
 from recomart.streaming.broker import EmbeddedBroker, free_port
 from recomart.streaming.producer import produce
-from recomart.streaming.sink import list_files
+from recomart.streaming.sink import landed_rows, list_files
 
 ROOT = Path(__file__).resolve().parents[1]
 FAUST = Path(sys.executable).parent / "faust"
@@ -106,8 +108,31 @@ def median_of(runs: int, fn) -> float:
     return statistics.median(fn() for _ in range(runs))
 
 
-def landed_rows(lake: Lake) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in list_files(lake))
+def file_rows(lake: Lake, path) -> int:
+    import pyarrow.parquet as pq
+
+    with lake.open(path) as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
+
+
+def start_moto() -> tuple[object, dict[str, str]]:
+    """A moto S3 server on a free loopback port with a fresh bucket: (server, AWS_* env)."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                 region_name=env["AWS_REGION"]).create_bucket(Bucket="bench-stream")
+    return server, env
 
 
 def proc_figures(pid: int) -> dict[str, float]:
@@ -168,10 +193,10 @@ def wait_until(cond, timeout: float, what: str, worker: Worker) -> None:
 class FileWatcher(threading.Thread):
     """Records when each speed-zone file is first seen (= readable), every ``POLL_S``."""
 
-    def __init__(self, lake: Lake, ignore: set[Path]) -> None:
+    def __init__(self, lake: Lake, ignore: set) -> None:
         super().__init__(daemon=True)
         self.lake, self.seen = lake, {p: 0.0 for p in ignore}
-        self.first_seen: dict[Path, float] = {}
+        self.first_seen: dict = {}
         self.rows = 0
         self.halt = threading.Event()
 
@@ -181,7 +206,7 @@ class FileWatcher(threading.Thread):
             for p in list_files(self.lake):
                 if p not in self.seen:
                     self.seen[p] = self.first_seen[p] = now
-                    self.rows += pq.ParquetFile(p).metadata.num_rows
+                    self.rows += file_rows(self.lake, p)
             self.halt.wait(POLL_S)
 
 
@@ -195,11 +220,24 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    lake = Lake(out / "lake")
+    server = None
+    lake_env: dict[str, str] = {}
+    if args.lake == "moto":
+        server, lake_env = start_moto()
+        os.environ.update(lake_env)
+        root = "s3://bench-stream/lake"
+    else:
+        root = args.lake or str(out / "lake")
+    os.environ["RECOMART_LAKE_ROOT"] = root
+    from recomart.config import reset_settings
+
+    reset_settings()
+    lake = Lake(root)
     log_path = out / "worker.log"
     profile = out / "worker.prof" if args.profile else None
     topic = get_settings().clickstream_topic
-    print(f"bench_stream: {n:,} events, output in {out} (worker log: {log_path})", flush=True)
+    print(f"bench_stream: {n:,} events, lake {lake.uri(lake.root)}, output in {out} "
+          f"(worker log: {log_path})", flush=True)
 
     with EmbeddedBroker(embedded=True, log_path=out / "tansu.log") as broker:
         sent = produce(broker.bootstrap, topic, 0, 0, 0.01, count=n, seed=1)
@@ -214,7 +252,8 @@ def run(args: argparse.Namespace) -> None:
               f"aiokafka {raw_aio:,.0f} msgs/s", flush=True)
 
         env = dict(os.environ, RECOMART_KAFKA_BOOTSTRAP=broker.bootstrap,
-                   RECOMART_LAKE_ROOT=str(lake.root), RECOMART_STREAM_DECISIONS="0")
+                   RECOMART_LAKE_ROOT=root, RECOMART_STREAM_DECISIONS="0",
+                   RECOMART_LOCAL_STATE_DIR=str(out / "state"))
         if args.batch_max:
             env["RECOMART_STREAM_BATCH_MAX"] = str(args.batch_max)
         if args.batch_within_s:
@@ -258,7 +297,7 @@ def run(args: argparse.Namespace) -> None:
                 watcher.join()
             lags: list[float] = []
             for p, seen in watcher.first_seen.items():
-                kts = pq.read_table(p, columns=["_kafka_ts"])["_kafka_ts"].cast("int64")
+                kts = lake.read_arrow_file(p, columns=["_kafka_ts"])["_kafka_ts"].cast("int64")
                 lags.extend(seen * 1000 - v / 1000 for v in kts.to_pylist())
             lags.sort()
             figures = proc_figures(worker.proc.pid)
@@ -267,11 +306,14 @@ def run(args: argparse.Namespace) -> None:
             raise
         finally:
             worker.stop()
+            if server is not None:
+                server.stop()
 
     print()
     print(f"plain consumer, confluent-kafka (no processing, median of 3): {raw_ck:>10,.0f} msgs/s")
     print(f"plain consumer, aiokafka getmany (no processing, median of 3): {raw_aio:>9,.0f} msgs/s")
-    print(f"worker landing, 1 worker (validate + DLQ + parquet fsync/rename + commit): "
+    how = "fsync/rename" if lake.is_local else "one PUT"
+    print(f"worker landing, 1 worker, lake {lake.uri(lake.root)} (validate + DLQ + parquet {how} + commit): "
           f"{rate:,.0f} valid events/s  ({per_cpu:,.0f} per worker CPU-second)")
     print(f"  ratio landing / plain: {rate / raw_ck:.2f} of confluent-kafka, "
           f"{rate / raw_aio:.2f} of aiokafka")
@@ -307,6 +349,9 @@ def main() -> None:
     ap.add_argument("--stall-timeout", type=float, default=60.0,
                     help="fail when nothing lands for this long")
     ap.add_argument("--profile", action="store_true", help="run the worker under cProfile")
+    ap.add_argument("--lake", default="",
+                    help="lake root: a folder or s3://bucket/prefix (AWS_* settings), or 'moto' for "
+                         "an in-process moto S3 server (default: <out>/lake)")
     ap.add_argument("--batch-max", type=int, default=0,
                     help="worker's RECOMART_STREAM_BATCH_MAX (default: the setting's)")
     ap.add_argument("--batch-within-s", type=float, default=0.0,

@@ -3,7 +3,9 @@
 100k events (1% malformed) are produced in three stages; the worker is SIGKILLed twice while it
 is landing (each kill provably leaves produced events unlanded) and restarted after each new
 stage. Afterwards the lake holds exactly the valid event_ids (after dedup) and the dead-letter
-topic exactly the malformed messages; the trending view and the decision agent answer.
+topic exactly the malformed messages; the trending view and the decision agent answer. The
+SIGKILL test runs on both lake backends: a local folder and ``s3://`` on a moto S3 server
+(``any_lake``), through the same worker code (only ``RECOMART_LAKE_ROOT`` and ``AWS_*`` differ).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from recomart.processes import stop_group
@@ -66,13 +67,6 @@ def broker(tmp_path):
     tansu_or_skip()
     with EmbeddedBroker(embedded=True, log_path=tmp_path / "tansu.log") as b:
         yield b
-
-
-def _landed_rows(lake) -> int:
-    """Rows in the speed-zone files (a replayed batch may be counted twice): cheap, metadata only."""
-    from recomart.streaming.sink import list_files
-
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in list_files(lake))
 
 
 class Worker:
@@ -144,12 +138,14 @@ def _add(total, part) -> None:
     total.malformed_keys |= part.malformed_keys
 
 
-def test_speed_layer_survives_sigkill(broker, lake, tmp_path):
+def test_speed_layer_survives_sigkill(broker, any_lake, tmp_path):
     from recomart.config import get_settings
     from recomart.streaming.broker import free_port
     from recomart.streaming.merge import MASTER_TABLE, MASTER_ZONE, merge_speed_events, read_speed_zone
     from recomart.streaming.producer import ProduceResult, produce
-    from recomart.streaming.sink import count_landed_events
+    from recomart.streaming.sink import count_landed_events, list_files
+
+    lake = any_lake
 
     s = get_settings()
     sent = ProduceResult()
@@ -162,8 +158,9 @@ def test_speed_layer_survives_sigkill(broker, lake, tmp_path):
         _add(sent, part)
 
     port = free_port()
+    # os.environ already holds the AWS_* settings of an s3:// lake (the fixture sets them)
     env = dict(os.environ, RECOMART_KAFKA_BOOTSTRAP=broker.bootstrap,
-               RECOMART_LAKE_ROOT=str(lake.root), RECOMART_STREAM_BATCH_MAX="5000",
+               RECOMART_LAKE_ROOT=lake.uri(lake.root), RECOMART_STREAM_BATCH_MAX="5000",
                RECOMART_STREAM_WINDOW_S="3600", RECOMART_STREAM_DECISION_INTERVAL_S="1")
     workdir = tmp_path / "cwd"
     workdir.mkdir()
@@ -173,9 +170,9 @@ def test_speed_layer_survives_sigkill(broker, lake, tmp_path):
         for life, n in enumerate(STAGES[:-1], start=1):
             # a new stage, then a worker life SIGKILLed as soon as it lands anything new
             produce_stage(n, seed=6 + life)
-            before = _landed_rows(lake)
+            before = len(list_files(lake))
             worker.start()
-            _wait_for(lambda b=before: _landed_rows(lake) > b, 180, f"landing in life {life}",
+            _wait_for(lambda b=before: len(list_files(lake)) > b, 180, f"landing in life {life}",
                       worker, poll_s=0.02)
             worker.kill(signal.SIGKILL)
             landed = count_landed_events(lake)  # the worker is dead: this is final for the life
@@ -240,7 +237,11 @@ def test_speed_layer_survives_sigkill(broker, lake, tmp_path):
     master = lake.read_arrow(MASTER_ZONE, MASTER_TABLE, columns=["event_id"])["event_id"].to_pylist()
     assert len(master) == len(set(master)) and set(master) == sent.valid_ids
     assert not (workdir / f"{s.stream_app_id}-data").exists()
-    assert (lake.root / "state" / "faust").is_dir()
+    # Faust's data directory is machine-local state: <lake>/state/faust locally, never the bucket
+    assert (s.machine_state_dir / "faust").is_dir()
+    assert lake.exists(lake.path("state", "faust")) == lake.is_local
+    if not lake.is_local:  # everything the worker landed is in the bucket
+        assert list_files(lake) and all(lake.uri(p).startswith("s3://") for p in list_files(lake))
 
 
 def test_create_topics_cli_errors_without_a_broker(monkeypatch):
@@ -298,3 +299,25 @@ def test_create_topics_cli_is_idempotent(tmp_path, monkeypatch):
             assert {n: len(topics[n].partitions) for n in names} == dict.fromkeys(names, 3)
     finally:
         reset_settings()
+
+
+def test_worker_on_a_missing_bucket_exits_with_a_clear_error(broker, s3_server, tmp_path):
+    """A worker pointed at an s3:// lake whose bucket does not exist stops before it consumes
+    anything (so nothing is committed), saying which bucket and what to do."""
+    from recomart.streaming.broker import free_port
+
+    env = dict(os.environ, **s3_server["env"], RECOMART_KAFKA_BOOTSTRAP=broker.bootstrap,
+               RECOMART_LAKE_ROOT=f"s3://{s3_server['bucket']}-absent/lake",
+               RECOMART_LOCAL_STATE_DIR=str(tmp_path / "state"), RECOMART_STREAM_DECISIONS="0")
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    worker = Worker(env, tmp_path / "worker.log", free_port(), workdir)
+    worker.start()
+    try:
+        code = worker.proc.wait(timeout=120)
+    finally:
+        worker.kill(signal.SIGKILL)
+    log = (tmp_path / "worker.log").read_text()
+    assert code == 78, log[-3000:]
+    assert f"bucket '{s3_server['bucket']}-absent' does not exist" in log
+    assert "exiting before consuming" in log

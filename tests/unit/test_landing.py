@@ -1,9 +1,11 @@
 """The speed layer's commit ordering, with a fake consumer and dead-letter producer.
 
 This is the one place a fake is right: the contract under test is the order of three effects
-(lake write, dead-letter acks, offset commit), not Kafka. The lake is real; its write failure is a
-real one (the speed folder's place is taken by a file). The real broker path is covered by
-tests/integration/test_speed_layer.py (SIGKILLs mid-stream, exact sets in the lake and the DLQ).
+(lake write, dead-letter acks, offset commit), not Kafka. The lake is real, on both backends (a
+local folder and ``s3://`` on a moto S3 server); its write failures are real ones (locally the
+speed folder's place is taken by a file; on the object store the bucket does not exist). The real
+broker path is covered by tests/integration/test_speed_layer.py (SIGKILLs mid-stream, exact sets
+in the lake and the DLQ, on both backends).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from recomart.lake import Lake, LakeError
 from recomart.streaming.landing import commit_when_landed, land_batch
 from recomart.streaming.merge import read_speed_zone
-from recomart.streaming.sink import list_files
+from recomart.streaming.sink import batch_key, list_files
 
 TOPIC = "clickstream"
 TP0, TP1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
@@ -82,7 +85,8 @@ async def _until(predicate, what: str) -> None:
     raise TimeoutError(f"never happened: {what}")
 
 
-def test_offsets_are_committed_only_after_the_files_and_the_dead_letter_acks(lake):
+def test_offsets_are_committed_only_after_the_files_and_the_dead_letter_acks(any_lake):
+    lake = any_lake
     consumer, dlq = FakeConsumer(), FakeDeadLetter()
 
     async def scenario():
@@ -97,24 +101,38 @@ def test_offsets_are_committed_only_after_the_files_and_the_dead_letter_acks(lak
     assert counts == {"valid": 5, "dead_letter": 1, "files": 1}
     assert consumer.commits == [{TP0: 14, TP1: 2}]  # one past the last offset, malformed included
     assert sorted(read_speed_zone(lake)["event_id"].to_pylist()) == ["e0", "e1", "e10", "e11", "e2"]
+    # the object's name is the batch's idempotency key: both partitions' whole offset ranges
+    (landed,) = list_files(lake)
+    assert landed.name == f"{TOPIC}-{batch_key({0: (10, 13), 1: (0, 1)})}.parquet"
+    assert lake.rel(landed) == f"speed/clickstream/date=2024-05-01/{landed.name}"
     ((key, value, headers),) = dlq.sent
     assert (key, value) == (b"k13", b"not json")
     assert headers["reason"] == b"not_json" and headers["source_offset"] == b"13"
 
 
-def test_a_failed_lake_write_commits_nothing(lake):
-    blocker = lake.path("speed", "clickstream")
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("a file where the speed folder should be")  # every landing write fails
+def _broken_lake(any_lake) -> Lake:
+    """The same backend as ``any_lake``, where every landing write fails for real."""
+    if any_lake.is_local:
+        blocker = any_lake.path("speed", "clickstream")
+        blocker.parent.mkdir(parents=True)
+        blocker.write_text("a file where the speed folder should be")
+        return any_lake
+    bucket = any_lake.root.path.split("/", 1)[0]
+    return Lake(f"s3://{bucket}-missing/lake")  # same server and credentials, no such bucket
+
+
+def test_a_failed_lake_write_commits_nothing(any_lake):
+    lake = _broken_lake(any_lake)
     consumer, dlq = FakeConsumer(), FakeDeadLetter()
 
     async def scenario():
         landing = _land(lake, dlq)
         return await commit_when_landed(consumer, landing, _batch())
 
-    with pytest.raises(OSError):
+    with pytest.raises((OSError, LakeError)):
         asyncio.run(scenario())
     assert consumer.commits == []
+    assert list_files(any_lake) == []
 
 
 def test_a_failed_dead_letter_send_commits_nothing(lake):
@@ -124,7 +142,8 @@ def test_a_failed_dead_letter_send_commits_nothing(lake):
     assert consumer.commits == []
 
 
-def test_a_rejected_dead_letter_ack_commits_nothing(lake):
+def test_a_rejected_dead_letter_ack_commits_nothing(any_lake):
+    lake = any_lake
     consumer, dlq = FakeConsumer(), FakeDeadLetter()
 
     async def scenario():
@@ -137,4 +156,51 @@ def test_a_rejected_dead_letter_ack_commits_nothing(lake):
         asyncio.run(scenario())
     assert consumer.commits == []
     # the file is durable but uncommitted: the replay rewrites the same name, readers dedup
-    assert len(list_files(lake)) == 1
+    (first,) = list_files(lake)
+    written = lake.read_bytes(first)
+    consumer, dlq = FakeConsumer(), FakeDeadLetter()
+
+    async def replay():
+        step = asyncio.ensure_future(commit_when_landed(consumer, _land(lake, dlq), _batch()))
+        await _until(lambda: dlq.sent, "DLQ message sent again")
+        dlq.ack()
+        return await step
+
+    counts, _ = asyncio.run(replay())
+    assert counts["valid"] == 5 and consumer.commits == [{TP0: 14, TP1: 2}]
+    assert list_files(lake) == [first] and lake.read_bytes(first) == written  # same bytes, one object
+    assert read_speed_zone(lake).num_rows == 5
+
+
+def test_a_column_wise_batch_lands_and_commits_like_the_records_it_holds(any_lake):
+    """``Fetched`` (what the worker's confluent-kafka consumer builds, partitions interleaved)
+    names the same object and commits the same offsets as the per-partition records."""
+    from recomart.streaming.landing import Fetched, next_offsets
+
+    lake = any_lake
+    parts = _batch()
+    flat = [m for records in parts.values() for m in records]
+    order = [0, 4, 1, 5, 2, 3]  # as librdkafka may hand them out: partitions interleaved
+    fetched = Fetched(TOPIC, [flat[i].value for i in order], [flat[i].key for i in order],
+                      [flat[i].partition for i in order], [flat[i].offset for i in order],
+                      [flat[i].timestamp for i in order])
+    assert fetched.ranges() == Fetched.from_records(parts).ranges() == {0: (10, 13), 1: (0, 1)}
+    assert next_offsets(fetched) == {(TOPIC, 0): 14, (TOPIC, 1): 2} == next_offsets(parts)
+    consumer, dlq = FakeConsumer(), FakeDeadLetter()
+
+    async def scenario():
+        step = asyncio.ensure_future(commit_when_landed(
+            consumer, land_batch(fetched, lake, dlq, topic=TOPIC), fetched))
+        await _until(lambda: dlq.sent, "DLQ message sent")
+        dlq.ack()
+        return await step
+
+    counts, _ = asyncio.run(scenario())
+    assert counts == {"valid": 5, "dead_letter": 1, "files": 1}
+    assert consumer.commits == [{TP0: 14, TP1: 2}]
+    (landed,) = list_files(lake)
+    assert landed.name == f"{TOPIC}-{batch_key({0: (10, 13), 1: (0, 1)})}.parquet"
+    ((key, value, headers),) = dlq.sent
+    assert (key, value, headers["source_partition"], headers["source_offset"]) == (
+        b"k13", b"not json", b"0", b"13")
+    assert sorted(read_speed_zone(lake)["event_id"].to_pylist()) == ["e0", "e1", "e10", "e11", "e2"]

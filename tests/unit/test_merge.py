@@ -1,4 +1,8 @@
-"""Merging speed landings: dedup across overlapping files, insert-if-absent, idempotent reruns."""
+"""Merging speed landings: dedup across overlapping files, insert-if-absent, idempotent reruns.
+
+The backend-independent contracts run on both a local lake and an ``s3://`` lake (moto S3 server,
+``any_lake``): listing through the lake, the identity record, the crash between the master commit
+and the record."""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ def _master_ids(lake):
     return lake.read_arrow(MASTER_ZONE, MASTER_TABLE, columns=["event_id"])["event_id"].to_pylist()
 
 
-def test_merge_dedups_overlaps_and_is_idempotent(lake):
+def test_merge_dedups_overlaps_and_is_idempotent(any_lake):
+    lake = any_lake
     write_batch(lake, "clickstream", _rows(range(0, 10)), {0: (0, 9)})
     write_batch(lake, "clickstream", _rows(range(5, 15), start=5), {0: (5, 14)})  # a replay overlap
     assert len(list_files(lake)) == 2 and read_speed_zone(lake).num_rows == 15
@@ -48,7 +53,8 @@ def test_a_file_older_than_the_last_merge_is_still_merged(lake):
     assert (second["files"], second["new"], second["already_merged"]) == (1, 3, 1)
 
 
-def test_rerun_merges_nothing_new_and_says_so(lake):
+def test_rerun_merges_nothing_new_and_says_so(any_lake):
+    lake = any_lake
     write_batch(lake, "clickstream", _rows(range(4)), {0: (0, 3)})
     merge_speed_events(lake, "2024-05-01")
     version = lake.table_version(MASTER_ZONE, MASTER_TABLE)
@@ -56,11 +62,12 @@ def test_rerun_merges_nothing_new_and_says_so(lake):
     assert (again["files"], again["already_merged"], again["read"], again["new"]) == (0, 1, 0, 0)
     assert again["message"] == "no new speed-zone files to merge (1 landed files already merged)"
     assert lake.table_version(MASTER_ZONE, MASTER_TABLE) == version  # no empty commit either
-    assert merge_speed_events(Lake(lake.root / "elsewhere"), "2024-05-01")["message"] == \
+    assert merge_speed_events(Lake(f"{lake.uri(lake.root)}/elsewhere"), "2024-05-01")["message"] == \
         "no speed-zone files landed yet"
 
 
-def test_files_landing_after_a_merge_are_merged_by_the_next_one(lake):
+def test_files_landing_after_a_merge_are_merged_by_the_next_one(any_lake):
+    lake = any_lake
     write_batch(lake, "clickstream", _rows(range(2)), {0: (0, 1)})
     merge_speed_events(lake, "2024-05-01")
     write_batch(lake, "clickstream", _rows(range(2, 5), start=2), {0: (2, 4)})
@@ -71,20 +78,27 @@ def test_files_landing_after_a_merge_are_merged_by_the_next_one(lake):
     assert sorted(_master_ids(lake)) == sorted(f"e{i}" for i in range(7))
 
 
-def test_merged_files_are_recorded_with_checksums(lake):
-    from recomart.lake import sha256_file
+def test_merged_files_are_recorded_with_checksums(any_lake):
+    import hashlib
+
     from recomart.streaming.merge import merged_files
 
+    lake = any_lake
     paths = write_batch(lake, "clickstream", _rows(range(3)), {0: (0, 2)})
     out = merge_speed_events(lake, "2024-05-01")
     record = merged_files(lake, out["merge_id"]).to_pylist()
-    assert [(r["path"], r["bytes"], r["sha256"], r["rows"], r["master_version"]) for r in record] == [
-        (p.relative_to(lake.root).as_posix(), p.stat().st_size, sha256_file(p), 3, out["table_version"])
-        for p in paths]
+    expected = [(lake.rel(p), len(data := lake.read_bytes(p)), hashlib.sha256(data).hexdigest(), 3,
+                 out["table_version"]) for p in paths]
+    assert [(r["path"], r["bytes"], r["sha256"], r["rows"], r["master_version"])
+            for r in record] == expected
+    assert expected[0][0] == ("speed/clickstream/date=2024-05-01/"
+                              "clickstream-p000-o000000000000-000000000002.parquet")
+    assert lake.size(paths[0]) == expected[0][1]
     assert merged_files(lake, "another-merge").num_rows == 0
 
 
-def test_a_crash_between_merge_and_record_neither_loses_nor_duplicates(lake, monkeypatch):
+def test_a_crash_between_merge_and_record_neither_loses_nor_duplicates(any_lake, monkeypatch):
+    lake = any_lake
     from recomart.streaming import merge
 
     write_batch(lake, "clickstream", _rows(range(5)), {0: (0, 4)})
@@ -104,19 +118,19 @@ def test_a_crash_between_merge_and_record_neither_loses_nor_duplicates(lake, mon
     assert merge_speed_events(lake, "2024-05-01")["files"] == 0
 
 
-def test_same_batch_written_twice_lands_one_file(lake):
+def test_same_batch_written_twice_lands_one_file(any_lake):
+    lake = any_lake
     rows = _rows(range(4))
     assert write_batch(lake, "clickstream", rows, {0: (0, 3)}) == \
         write_batch(lake, "clickstream", rows, {0: (0, 3)})
     assert len(list_files(lake)) == 1
 
 
-def test_one_file_per_batch_and_date_with_offsets_in_metadata(lake):
+def test_one_file_per_batch_and_date_with_offsets_in_metadata(any_lake):
+    lake = any_lake
     import json
 
-    import pyarrow.parquet as pq
-
-    from recomart.streaming.sink import OFFSETS_KEY
+    from recomart.streaming.sink import OFFSETS_KEY, landed_rows
 
     day1, day2 = datetime(2024, 5, 1, 23, 59, tzinfo=UTC), datetime(2024, 5, 2, 0, 1, tzinfo=UTC)
     rows = [Landed({"event_id": f"e{i}", "user_id": 1, "product_id": i, "event_type": "view",
@@ -126,12 +140,13 @@ def test_one_file_per_batch_and_date_with_offsets_in_metadata(lake):
     files = write_batch(lake, "clickstream", rows, ranges)
     assert [p.parent.name for p in files] == ["date=2024-05-01", "date=2024-05-02"]
     assert files[0].name == files[1].name and files == list_files(lake)
-    meta = pq.read_schema(files[0]).metadata[OFFSETS_KEY]
+    meta = lake.read_parquet_schema(files[0]).metadata[OFFSETS_KEY]
     assert json.loads(meta) == {"0": [100, 109], "1": [101, 110], "2": [102, 111]}
-    assert sum(pq.read_metadata(p).num_rows for p in files) == 12
+    assert landed_rows(lake) == 12
 
 
-def test_count_landed_events_counts_distinct_ids(lake):
+def test_count_landed_events_counts_distinct_ids(any_lake):
+    lake = any_lake
     from recomart.streaming.sink import count_landed_events
 
     assert count_landed_events(lake) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -41,22 +42,40 @@ def summarize(table: pa.Table, window_s: int, sessions: bool = True) -> list[dic
             s = out[(p, w)] = {"partition": p, "window_start": w, "counts": {}, "sessions": {}}
         return s
 
-    counts = t.group_by(["p", "w", "product", "type"], use_threads=False).aggregate(
-        [([], "count_all")])
-    for p, w, product, kind, n in zip(*(counts[c].to_pylist() for c in
-                                        ("p", "w", "product", "type", "count_all")), strict=True):
-        row = summary(p, w)["counts"].setdefault(str(product), [0] * len(EVENT_TYPES))
-        row[TYPE_INDEX[kind]] += n
+    # one row per (partition, window, product) with a count column per event type, in Arrow;
+    # Python then fills each (partition, window) summary with one dict update per run
+    names = [f"n{i}" for i in range(len(EVENT_TYPES))]
+    for name, kind in zip(names, EVENT_TYPES, strict=True):
+        t = t.append_column(name, pc.cast(pc.equal(t["type"], kind), pa.int64()))
+    counts = t.group_by(["p", "w", "product"], use_threads=False).aggregate(
+        [(name, "sum") for name in names]).sort_by([("p", "ascending"), ("w", "ascending")])
+    products = pc.cast(counts["product"], pa.string()).to_pylist()
+    rows = list(map(list, zip(*(counts[f"{x}_sum"].to_pylist() for x in names), strict=True)))
+    for p, w, a, b in _runs(counts):
+        summary(p, w)["counts"].update(zip(products[a:b], rows[a:b], strict=True))
     if not sessions:
         return [out[k] for k in sorted(out)]
     # the last event of each session (by time; ties: the later one in the batch)
     ordered = t.take(pc.sort_indices(t, [("us", "ascending")]))  # stable
     last = ordered.group_by(["p", "w", "sid"], use_threads=False).aggregate(
-        [("uid", "last"), ("us", "last"), ("product", "last"), ("type", "last")])
-    for p, w, sid, uid, ts, product, kind in zip(*(last[c].to_pylist() for c in (
-            "p", "w", "sid", "uid_last", "us_last", "product_last", "type_last")), strict=True):
-        summary(p, w)["sessions"][sid] = [uid, ts / 1e6, product, kind]
+        [("uid", "last"), ("us", "last"), ("product", "last"), ("type", "last")]).sort_by(
+        [("p", "ascending"), ("w", "ascending")])
+    seconds = pc.divide(pc.cast(last["us_last"], pa.float64()), 1e6)
+    sids = last["sid"].to_pylist()
+    rows = list(map(list, zip(last["uid_last"].to_pylist(), seconds.to_pylist(),
+                              last["product_last"].to_pylist(), last["type_last"].to_pylist(),
+                              strict=True)))
+    for p, w, a, b in _runs(last):
+        summary(p, w)["sessions"].update(zip(sids[a:b], rows[a:b], strict=True))
     return [out[k] for k in sorted(out)]
+
+
+def _runs(grouped: pa.Table) -> list[tuple[int, int, int, int]]:
+    """``(partition, window, start, stop)`` of each run of equal (p, w) in a table sorted by them."""
+    p, w = grouped["p"].to_numpy(), grouped["w"].to_numpy()
+    cut = np.flatnonzero((np.diff(p) != 0) | (np.diff(w) != 0)) + 1
+    starts, stops = np.concatenate([[0], cut]), np.concatenate([cut, [len(p)]])
+    return [(int(p[a]), int(w[a]), int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
 
 
 def add_counts(current: list[int] | None, delta: list[int]) -> list[int]:

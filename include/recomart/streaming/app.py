@@ -3,18 +3,20 @@
 Agents:
 
 - ``Lander`` (a Faust-managed service) consumes the clickstream as raw bytes in batches with its
-  own aiokafka consumer (auto-commit off), validates each batch column-wise
-  (``events.decode_batch``), sends bad messages to the dead-letter topic (original bytes, reason
-  and source offset in headers) and writes good ones to the lake speed zone as one Arrow table
-  (``sink.write_batch``: one file per batch and event date, deterministic names, fsync +
-  rename). Only then does it commit that batch's offsets: at-least-once, deduped by ``event_id``.
+  own confluent-kafka consumer (``streaming.consumer``: librdkafka on a thread of its own, auto
+  commit off; aiokafka's Python record decoding was the largest landing cost), validates each
+  batch column-wise (``events.decode_batch``), sends bad messages to the dead-letter topic
+  (original bytes, reason and source offset in headers) and writes good ones to the lake speed
+  zone as one Arrow table (``sink.write_batch``: one write-once object per batch and event date,
+  named by its offsets; durable through ``Lake``: fsync + rename locally, one PUT on ``s3://``).
+  Only then does it commit that batch's offsets: at-least-once, deduped by ``event_id``.
   Faust's own stream path (``stream.take_events``) was measured at ~3k events/s here and acks a
   batch in a ``finally`` clause even when the body fails, hence the plain consumer. The next
   batch is fetched while the previous one is written; commits stay in batch order. A stop waits
   for the batch in flight; any failure ends the process (``os._exit``) without a commit. The
   landing step and its commit ordering live in ``recomart.streaming.landing``.
 - ``ExposureLander`` lands the serving API's ``recommendation-exposures`` the same way (own group,
-  DLQ ``recommendation-exposures-dlq``, files in ``speed/exposures``, commit after fsync; readers
+  DLQ ``recommendation-exposures-dlq``, objects in ``speed/exposures``, commit once durable; readers
   dedup by ``request_id``).
 - Online store: when ``RECOMART_ONLINE_STORE_URL`` is set, each landed clickstream batch is also
   pushed (after its files are durable, before the commit) to the recent-events lists and the
@@ -37,7 +39,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ import pyarrow as pa
 
 from recomart.config import get_settings
 from recomart.lake import Lake
-from recomart.streaming import activity, decisions, exposures, landing, metrics
+from recomart.streaming import activity, decisions, landing, metrics
+from recomart.streaming.consumer import CommitRejected, LandingConsumer
 from recomart.streaming.events import DecodedBatch
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ def _after_clickstream_write(table: pa.Table, decoded: DecodedBatch) -> list[dic
     return []
 
 
-async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str, int]:
+async def land_batch(parts: landing.Fetched, lake: Lake) -> dict[str, int]:
     """``landing.land_batch`` with the worker's topics and settings; then the activity summaries."""
     t0 = time.perf_counter()
     counts, summaries = await landing.land_batch(
@@ -172,11 +174,10 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str
     return counts
 
 
-EXPOSURES_CODEC = landing.Codec(decode=exposures.decode_exposures, to_table=exposures.exposures_table,
-                                subdir=exposures.SPEED_DIR, ts_column="ts")
+EXPOSURES_CODEC = landing.exposures_codec()
 
 
-async def land_exposures(parts: Mapping[Any, Sequence[Any]], lake: Lake) -> dict[str, int]:
+async def land_exposures(parts: landing.Fetched, lake: Lake) -> dict[str, int]:
     """``landing.land_batch`` for exposure records: the same durability and commit contract."""
     counts, _ = await landing.land_batch(parts, lake, FaustDeadLetter(exposures_dead_letter),
                                          topic=settings.exposures_topic, codec=EXPOSURES_CODEC)
@@ -204,45 +205,24 @@ class Lander(mode.Service):
         super().__init__(**kwargs)
         self.lake = Lake()
 
-    def _consumer(self) -> Any:
-        from aiokafka import AIOKafkaConsumer
+    def _consumer(self) -> LandingConsumer:
+        return LandingConsumer(self.topic, self.group, BOOTSTRAP,
+                               session_timeout_s=settings.stream_session_timeout_s)
 
-        session_ms = int(settings.stream_session_timeout_s * 1000)
-        return AIOKafkaConsumer(
-            self.topic, bootstrap_servers=BOOTSTRAP,
-            group_id=self.group,
-            enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session_ms,
-            heartbeat_interval_ms=min(2000, session_ms // 4), max_poll_records=settings.stream_batch_max,
-            max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20,
-            rebalance_timeout_ms=max(30_000, session_ms * 2))
+    async def _fetch(self, consumer: LandingConsumer) -> landing.Fetched:
+        """Up to ``stream_batch_max`` records or ``stream_batch_within_s`` (column-wise)."""
+        return await consumer.fetch(settings.stream_batch_max, settings.stream_batch_within_s,
+                                    lambda: self.should_stop)
 
-    async def _fetch(self, consumer: Any) -> dict[Any, list[Any]]:
-        """Up to ``stream_batch_max`` records or ``stream_batch_within_s``: {tp: records}."""
-        batch: dict[Any, list[Any]] = {}
-        n, limit = 0, settings.stream_batch_max
-        deadline = time.monotonic() + settings.stream_batch_within_s
-        while n < limit and not self.should_stop:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            got = await consumer.getmany(timeout_ms=int(left * 1000), max_records=limit - n)
-            for tp, records in got.items():
-                if records:
-                    batch.setdefault(tp, []).extend(records)
-                    n += len(records)
-        return batch
-
-    async def _finish(self, consumer: Any, task: asyncio.Future[dict[str, int]],
-                      parts: dict[Any, list[Any]]) -> None:
+    async def _finish(self, consumer: LandingConsumer, task: asyncio.Future[dict[str, int]],
+                      parts: landing.Fetched) -> None:
         """Wait for a batch's landing (files durable, DLQ acknowledged), then commit exactly its
         offsets. A failed landing ends the process without a commit."""
-        from aiokafka.errors import CommitFailedError, IllegalStateError
-
         try:
             counts = await landing.commit_when_landed(consumer, asyncio.shield(task), parts)
         except asyncio.CancelledError:
             raise
-        except (CommitFailedError, IllegalStateError) as exc:
+        except CommitRejected as exc:
             log.warning("commit after a rebalance failed (%s): the batch will be "
                         "replayed and deduped by event_id", exc)
             counts = task.result()
@@ -263,8 +243,15 @@ class Lander(mode.Service):
     @mode.Service.task
     async def _landing(self) -> None:
         """Fetch batch N+1 while batch N is written; commit N once it is durable, in order."""
+        try:  # an unusable lake (missing bucket, rejected credentials) fails before consuming
+            await asyncio.to_thread(self.lake.check)
+        except Exception as exc:
+            log.critical("lake %s cannot be used: %s; exiting before consuming %s",
+                         self.lake.uri(self.lake.root), exc, self.topic)
+            logging.shutdown()
+            os._exit(78)  # EX_CONFIG
         consumer = self._consumer()
-        inflight: tuple[asyncio.Future[dict[str, int]], dict[Any, list[Any]]] | None = None
+        inflight: tuple[asyncio.Future[dict[str, int]], landing.Fetched] | None = None
         try:
             await consumer.start()
             while not self.should_stop:
@@ -272,7 +259,7 @@ class Lander(mode.Service):
                 if inflight is not None:
                     await self._finish(consumer, *inflight)
                     inflight = None
-                if parts:
+                if len(parts):
                     inflight = (asyncio.ensure_future(self.land(parts, self.lake)), parts)
         finally:
             try:

@@ -1,8 +1,9 @@
 """Exposure records (what the serving API showed, to whom): validation and the lake table.
 
 The API produces one JSON object per served list to ``recommendation-exposures``; the Faust worker
-lands them like the clickstream (``sink.write_batch`` into ``speed/exposures``: one file per batch
-and date, fsync + rename, offsets committed after), bad messages go to the exposures dead-letter
+lands them like the clickstream (``sink.write_batch`` into ``speed/exposures``: one write-once
+object per batch and date named by its offsets, durable before the offsets are committed: fsync +
+rename on a local lake, one PUT on an object store), bad messages go to the exposures dead-letter
 topic, and readers dedup by ``request_id`` (a replay after a crash re-lands a batch).
 
 Wire form::
@@ -26,10 +27,8 @@ from typing import Annotated
 
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from recomart.lake import Lake
+from recomart.lake import Lake, LakePath
 from recomart.streaming.events import DEFAULT_MAX_BYTES, NOT_JSON, OVERSIZED
 
 SPEED_DIR = "exposures"
@@ -138,30 +137,30 @@ def exposures_table(decoded: DecodedExposures, partitions: Sequence[int], offset
     ], schema=SCHEMA)
 
 
-def list_exposure_files(lake: Lake) -> list:
-    root = lake.path("speed", SPEED_DIR)
-    return sorted(root.glob("date=*/*.parquet")) if root.is_dir() else []
+def list_exposure_files(lake: Lake) -> list[LakePath]:
+    from recomart.streaming.sink import list_files
+
+    return list_files(lake, SPEED_DIR)
 
 
 def read_exposures(lake: Lake) -> pa.Table:
     """Every landed exposure once (deduped by ``request_id``, first landing kept)."""
+    import numpy as np
+
+    from recomart.streaming.sink import read_landed  # older files: newer columns read as null
+
     files = list_exposure_files(lake)
     if not files:
         return SCHEMA.empty_table()
-    from recomart.streaming.sink import read_landed  # older files: newer columns read as null
-
-    table = pa.concat_tables([read_landed(p, SCHEMA) for p in files])
+    table = pa.concat_tables([read_landed(lake, p, SCHEMA) for p in files])
     idx = pa.array(range(table.num_rows), pa.int64())
     first = (table.append_column("_i", idx).group_by("request_id")
              .aggregate([("_i", "min")]))["_i_min"]
-    import numpy as np
-
     return table.take(pa.array(np.sort(first.to_numpy()), pa.int64()))
 
 
 def count_landed_exposures(lake: Lake) -> int:
-    files = list_exposure_files(lake)
-    if not files:
-        return 0
-    chunks = [c for p in files for c in pq.read_table(p, columns=["request_id"])["request_id"].chunks]
-    return len(pc.unique(pa.concat_arrays(chunks))) if chunks else 0
+    """Distinct ``request_id``s landed (a replayed batch counts once)."""
+    from recomart.streaming.sink import count_distinct
+
+    return count_distinct(lake, "request_id", SPEED_DIR)

@@ -1,10 +1,16 @@
 """One landing step of the speed layer, with its consumer and dead-letter producer passed in.
 
 The ordering contract lives here, apart from Faust and aiokafka, so it can be tested on its own:
-a batch's offsets are committed only after its valid events are durable in the lake (files
-fsynced and renamed) **and** every dead-letter send of the batch is acknowledged by the broker. A
-failed lake write or a failed (or unacknowledged) dead-letter send raises, and nothing is
-committed: the batch is replayed after a restart and deduped by ``event_id``.
+a batch's offsets are committed only after its valid events are durable in the lake **and**
+every dead-letter send of the batch is acknowledged by the broker. "Durable" is the lake's atomic
+write of a write-once object named by the batch's offsets (``sink.write_batch``): on a local lake
+a fsynced file renamed into a fsynced folder, on an object store one PUT that returned (S3 has no
+rename and no fsync; a PUT is all-or-nothing and acknowledged once stored). One code path: the
+backend difference lives in ``recomart.lake.Lake``. A failed lake write or a failed (or
+unacknowledged) dead-letter send raises, and nothing is committed: the batch is replayed after a
+restart, rewrites the same object names, and readers dedup by ``event_id`` (exposures: by
+``request_id``); a replayed dead-letter message is an exact copy with the same source partition
+and offset headers.
 
 The worker (``recomart.streaming.app.Lander``) passes its aiokafka consumer and an adapter over
 the Faust dead-letter topic; anything with the same two methods works (see the protocols).
@@ -15,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -63,6 +69,14 @@ def clickstream_codec(max_message_bytes: int) -> Codec:
     return Codec(decode=lambda values: decode_batch(values, max_message_bytes))
 
 
+def exposures_codec() -> Codec:
+    """The serving API's exposure records, landed in ``speed/exposures`` by their ``ts``."""
+    from recomart.streaming import exposures
+
+    return Codec(decode=exposures.decode_exposures, to_table=exposures.exposures_table,
+                 subdir=exposures.SPEED_DIR, ts_column="ts")
+
+
 def dlq_headers(reason: str, topic: str, partition: int, offset: int,
                 timestamp: float | None) -> list[tuple[str, bytes]]:
     ts_ms = int(timestamp * 1000) if timestamp is not None else -1
@@ -71,8 +85,52 @@ def dlq_headers(reason: str, topic: str, partition: int, offset: int,
             ("source_timestamp_ms", str(ts_ms).encode())]
 
 
-def next_offsets(parts: Mapping[Any, Sequence[Any]]) -> dict[Any, int]:
+@dataclass
+class Fetched:
+    """One landing batch, column-wise: every message the consumer fetched, in offset order within
+    each partition (valid and malformed alike). The worker's confluent-kafka source builds it
+    straight from librdkafka's messages (no per-message Python record objects); ``from_records``
+    takes aiokafka ``getmany`` output (``{TopicPartition: [ConsumerRecord]}``)."""
+
+    topic: str
+    values: list[bytes | None]
+    keys: Sequence[bytes | None]  # read only for dead-lettered messages (may be lazy)
+    partitions: list[int]
+    offsets: list[int]
+    timestamps: list[int | None]  # ms since epoch (None: the broker has none)
+    _ranges: dict[int, tuple[int, int]] | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @classmethod
+    def from_records(cls, parts: Mapping[Any, Sequence[Any]]) -> Fetched:
+        flat = [m for records in parts.values() for m in records]
+        topic = flat[0].topic if flat else ""
+        return cls(topic, [m.value for m in flat], [m.key for m in flat],
+                   [m.partition for m in flat], [m.offset for m in flat],
+                   [m.timestamp for m in flat])
+
+    def ranges(self) -> dict[int, tuple[int, int]]:
+        """``{partition: (first, last offset)}`` of the batch (the object name's key)."""
+        if self._ranges is None:
+            import numpy as np
+
+            parts = np.asarray(self.partitions, dtype=np.int64)
+            offs = np.asarray(self.offsets, dtype=np.int64)
+            self._ranges = {int(p): (int(offs[sel].min()), int(offs[sel].max()))
+                            for p in np.unique(parts) for sel in [parts == p]}
+        return dict(self._ranges)
+
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        """``{(topic, partition): last offset + 1}``: what to commit once the batch is landed."""
+        return {(self.topic, p): last + 1 for p, (_, last) in self.ranges().items()}
+
+
+def next_offsets(parts: Mapping[Any, Sequence[Any]] | Fetched) -> dict[Any, int]:
     """The offsets to commit for a batch: one past its last record, per topic-partition."""
+    if isinstance(parts, Fetched):
+        return parts.next_offsets()
     return {tp: records[-1].offset + 1 for tp, records in parts.items() if records}
 
 
@@ -84,14 +142,14 @@ def _write(lake: Lake, topic: str, table: pa.Table, ranges: dict[int, tuple[int,
     return files, (after_write(table, decoded) if after_write is not None else [])
 
 
-async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter: DeadLetterSender,
-                     *, topic: str, max_message_bytes: int = 16 * 1024,
+async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
+                     dead_letter: DeadLetterSender, *, topic: str, max_message_bytes: int = 16 * 1024,
                      summarize: Summarize | None = None, codec: Codec | None = None,
                      after_write: AfterWrite | None = None,
                      times: MutableMapping[str, float] | None = None
                      ) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Validate, dead-letter and durably write one batch of ``ConsumerRecord``s, given per
-    topic-partition in offset order (as ``getmany`` returns them).
+    """Validate, dead-letter and durably write one batch: a ``Fetched`` batch, or
+    ``ConsumerRecord``s per topic-partition in offset order (as aiokafka's ``getmany`` returns).
 
     ``codec`` defaults to the clickstream's; ``summarize`` (clickstream activity) is shorthand for
     an ``after_write`` that ignores the decoded batch. Returns ``(counts, summaries)`` once the
@@ -102,28 +160,19 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter
     if after_write is None and summarize is not None:
         after_write = lambda table, _decoded: summarize(table)  # noqa: E731
     t0 = time.perf_counter()
-    flat = [m for records in parts.values() for m in records]
-    decoded = codec.decode([m.value for m in flat])
-    partitions: list[int] = []
-    offsets: list[int] = []
-    kafka_ts: list[int | None] = []
-    ranges: dict[int, tuple[int, int]] = {}
-    for tp, records in parts.items():
-        if not records:
-            continue
-        partitions += [tp.partition] * len(records)
-        offsets += [m.offset for m in records]
-        kafka_ts += [m.timestamp for m in records]
-        ranges[tp.partition] = (records[0].offset, records[-1].offset)
+    batch = parts if isinstance(parts, Fetched) else Fetched.from_records(parts)
+    decoded = codec.decode(batch.values)
+    partitions, offsets, kafka_ts = batch.partitions, batch.offsets, batch.timestamps
+    ranges = batch.ranges()
     t1 = time.perf_counter()
     pending = []
     try:
         for i, reason in decoded.bad:
-            m = flat[i]
-            ts = m.timestamp / 1000 if m.timestamp is not None else None
+            ts_ms = kafka_ts[i]
             pending.append(await dead_letter.send(
-                key=m.key, value=m.value,
-                headers=dlq_headers(reason, m.topic, m.partition, m.offset, ts)))
+                key=batch.keys[i], value=batch.values[i],
+                headers=dlq_headers(reason, batch.topic or topic, partitions[i], offsets[i],
+                                    ts_ms / 1000 if ts_ms is not None else None)))
         files: list[Any] = []
         summaries: list[dict[str, Any]] = []
         if len(decoded):
@@ -146,7 +195,7 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]], lake: Lake, dead_letter
 
 
 async def commit_when_landed(consumer: OffsetCommitter, landing: Awaitable[Any],
-                             parts: Mapping[Any, Sequence[Any]]) -> Any:
+                             parts: Mapping[Any, Sequence[Any]] | Fetched) -> Any:
     """Await a batch's landing, then commit exactly its offsets; a failed landing raises before
     anything is committed. Returns what the landing returned."""
     result = await landing

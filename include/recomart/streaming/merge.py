@@ -6,6 +6,10 @@ identity, never by modification time: every file merged is recorded in the Delta
 the master version it went into). A run merges every landed file whose path is not in that record
 (or whose size changed), whatever its mtime, so a file that becomes visible late (slow rename, a
 second worker, a clock step, a restore from backup) is merged by the next run, exactly once.
+The same holds on an object store: the landed files are found by one listing through the lake
+(sizes included, no request per file), each is read with one GET, and its sha256 is computed
+from exactly the bytes merged (an S3 ETag is not a content hash for multipart uploads, so it is
+not the identity).
 
 Crash safety: the master merge (insert-if-absent on ``event_id``) commits first and the names are
 recorded after it. A crash between the two leaves the files unrecorded; the next run reads them
@@ -20,14 +24,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from recomart.lake import Lake
-from recomart.streaming.sink import SCHEMA, list_files, read_landed
+from recomart.lake import Lake, LakePath
+from recomart.streaming.sink import SCHEMA, conform, landed_files, list_files, read_landed
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +91,27 @@ def _known_sizes(lake: Lake) -> dict[str, int]:
     return dict(zip(table["path"].to_pylist(), table["bytes"].to_pylist(), strict=True))
 
 
-def _read_landed(lake: Lake, path: Path) -> LandedFile:
-    data = path.read_bytes()  # one read: the checksum and the rows come from the same bytes
-    table = read_landed(pa.BufferReader(data))  # columns added later (request_id) read as null
-    return LandedFile(path=path.relative_to(lake.root).as_posix(), bytes=len(data),
+def _read_landed(lake: Lake, path: LakePath) -> LandedFile:
+    data = lake.read_bytes(path)  # one read: the checksum and the rows come from the same bytes
+    table = conform(pq.read_table(pa.BufferReader(data)))  # later columns (request_id) read as null
+    return LandedFile(path=lake.rel(path), bytes=len(data),
                       sha256=hashlib.sha256(data).hexdigest(), table=table)
 
 
-def pending_files(lake: Lake) -> tuple[list[Path], int]:
+def pending_files(lake: Lake) -> tuple[list[LakePath], int]:
     """Landed files not merged yet (new path, or a known path whose size changed), and how many
     landed files are already merged."""
     known = _known_sizes(lake)
     pending, done = [], 0
-    for path in list_files(lake):
-        rel = path.relative_to(lake.root).as_posix()
+    for path, now in landed_files(lake):
+        rel = lake.rel(path)
         size = known.get(rel)
-        if size is not None and size == path.stat().st_size:
+        if size is not None and size == now:
             done += 1
             continue
         if size is not None:
             log.warning("speed file %s changed size since it was merged (%s -> %s bytes): merging "
-                        "it again (rows dedup by event_id)", rel, size, path.stat().st_size)
+                        "it again (rows dedup by event_id)", rel, size, now)
         pending.append(path)
     return pending, done
 
@@ -165,4 +169,4 @@ def read_speed_zone(lake: Lake) -> pa.Table:
     files = list_files(lake)
     if not files:
         return SCHEMA.empty_table()
-    return dedup_by_event_id(pa.concat_tables([read_landed(p) for p in files]))
+    return dedup_by_event_id(pa.concat_tables([read_landed(lake, p) for p in files]))

@@ -10,7 +10,7 @@ they are exact.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -45,18 +45,19 @@ def observe_landing(seconds: float) -> None:
     BATCH_SECONDS.observe(seconds)
 
 
-def observe_commit(consumer: Any, parts: Mapping[Any, Sequence[Any]], counts: Mapping[str, int]) -> None:
-    """After a commit: counters, commit time, and lag of the partitions in the batch."""
+def observe_commit(consumer: Any, parts: Any, counts: Mapping[str, int]) -> None:
+    """After a commit: counters, commit time, and lag of the partitions in the batch (``parts``:
+    a ``landing.Fetched`` batch or ``{topic-partition: records}``; ``consumer.highwater(tp)``)."""
+    from recomart.streaming.landing import next_offsets
+
     EVENTS_LANDED.inc(counts.get("valid", 0))
     DLQ_SENT.inc(counts.get("dead_letter", 0))
     BATCHES.inc()
     LAST_COMMIT.set(time.time())
-    for tp, records in parts.items():
-        if not records:
-            continue
+    for tp, committed in next_offsets(parts).items():
         highwater = consumer.highwater(tp)
         if highwater is not None:
-            LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - (records[-1].offset + 1)))
+            LAG.labels(tp[0], str(tp[1])).set(max(0, highwater - committed))
 
 
 def render() -> tuple[bytes, str]:

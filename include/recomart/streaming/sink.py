@@ -1,31 +1,33 @@
-"""The idempotent lake sink for landing batches: columnar files with deterministic names.
+"""The idempotent lake sink for landing batches: write-once objects whose names are their keys.
 
-A landing batch becomes one parquet file per event date at
+A landing batch becomes one parquet object per event date at
 ``speed/clickstream/date=<event date>/<topic>-<batch key>.parquet``. The batch key names the
 batch's offset range in every partition it covers (``p<partition>-o<first>-<last>`` for one
 partition, else a digest of all the ranges, which the file also carries in its metadata under
-``recomart.offsets``). Files are written through ``Lake`` (temp file, fsync, rename) and the folder
-is fsynced too, so the rename survives a power cut before the worker commits offsets: one file
-fsync per batch and date plus one folder fsync. A replay of the same ranges overwrites the same
-file; a replay cut into different batches overlaps earlier files, which readers dedup by
-``event_id``.
+``recomart.offsets``), so the name is the batch's idempotency key: Kafka offsets never change
+content, and a replay of the same ranges rewrites the same name with the same rows.
+
+Durable-then-commit, one code path for both backends (the difference lives in ``Lake``):
+``Lake.write_parquet`` is atomic and durable when it returns (a local lake: temp file, fsync,
+rename, then ``Lake.fsync_dir``; an object store: one PUT, which S3 makes visible only whole and
+acknowledges only once stored; ``fsync_dir`` is a no-op there). Only then are offsets committed.
+A replay cut into different batches overlaps earlier files; readers and the merge dedup by
+``event_id``. Listing goes through the lake's filesystem (one LIST per call on S3, sizes included).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recomart.lake import Lake
+from recomart.lake import Lake, LakePath
 from recomart.streaming.events import DecodedBatch
 
 SPEED_DIR = "clickstream"
@@ -62,7 +64,7 @@ def file_name(topic: str, offset_ranges: Mapping[int, tuple[int, int]]) -> str:
     return f"{topic}-{batch_key(offset_ranges)}.parquet"
 
 
-def speed_root(lake: Lake, subdir: str = SPEED_DIR) -> Path:
+def speed_root(lake: Lake, subdir: str = SPEED_DIR) -> LakePath:
     return lake.path("speed", subdir)
 
 
@@ -84,14 +86,6 @@ def to_table(rows: Sequence[Landed]) -> pa.Table:
     ], schema=SCHEMA)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def split_by_date(table: pa.Table, ts_column: str = "timestamp") -> list[tuple[str, pa.Table]]:
     """``[(event date ISO, rows of that date)]``, vectorised (usually one date per batch)."""
     days = pc.cast(table[ts_column], pa.date32())
@@ -104,53 +98,78 @@ def split_by_date(table: pa.Table, ts_column: str = "timestamp") -> list[tuple[s
 
 def write_batch(lake: Lake, topic: str, rows: pa.Table | Sequence[Landed],
                 offset_ranges: Mapping[int, tuple[int, int]], subdir: str = SPEED_DIR,
-                ts_column: str = "timestamp") -> list[Path]:
+                ts_column: str = "timestamp") -> list[LakePath]:
     """Durably write one batch; ``offset_ranges`` maps partition -> (first, last) offset of the
     whole batch (valid and dead-lettered messages alike).
 
     ``rows`` is a table in ``SCHEMA`` (the landing loop) or ``Landed`` rows; ``subdir`` and
     ``ts_column`` place other landed streams (``exposures``, by ``ts``) the same way. Returns the files
-    written, after their folder is fsynced. Safe to call again with the same input.
+    written once every one is durable (local: fsynced file and folder; object store: the PUT
+    returned). Safe to call again with the same input: it rewrites the same names.
     """
     table = rows if isinstance(rows, pa.Table) else to_table(rows)
     if table.num_rows == 0:
         return []
     meta = {OFFSETS_KEY: json.dumps({str(p): list(r) for p, r in sorted(offset_ranges.items())})}
     name = file_name(topic, offset_ranges)
-    written: list[Path] = []
+    written: list[LakePath] = []
     for day, part in split_by_date(table, ts_column):
         path = speed_root(lake, subdir) / f"date={day}" / name
         lake.write_parquet(path, part.replace_schema_metadata(meta))
         written.append(path)
-    for folder in {p.parent for p in written}:
-        _fsync_dir(folder)
+    for folder in {str(p.parent): p.parent for p in written}.values():
+        lake.fsync_dir(folder)
     return written
 
 
-def read_landed(path: Path, schema: pa.Schema = SCHEMA) -> pa.Table:
-    """One landed file in ``schema``; columns added to the contract later (``request_id``) are
+def conform(table: pa.Table, schema: pa.Schema = SCHEMA) -> pa.Table:
+    """A landed table in ``schema``; columns added to the contract later (``request_id``) are
     null in files written before them."""
-    table = pq.read_table(path)
     for name in schema.names:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
     return table.select(schema.names).cast(schema)
 
 
-def list_files(lake: Lake) -> list[Path]:
+def read_landed(lake: Lake, path: LakePath, schema: pa.Schema = SCHEMA) -> pa.Table:
+    """One landed file in ``schema`` (see ``conform``)."""
+    return conform(lake.read_arrow_file(path), schema)
+
+
+def landed_files(lake: Lake, subdir: str = SPEED_DIR) -> list[tuple[LakePath, int]]:
+    """``[(path, size in bytes)]`` of every landed file below ``speed/<subdir>``, sorted by path,
+    from one listing of the lake's filesystem (no request per file on an object store)."""
+    base = speed_root(lake, subdir)
+    found = lake.fs.glob(f"{lake.uri(base)}/date=*/*.parquet", detail=True)
+    out = [(lake.resolve(lake.rel(name)), int(info["size"])) for name, info in found.items()
+           if info.get("type", "file") == "file"]
+    return sorted(out, key=lambda item: str(item[0]))
+
+
+def list_files(lake: Lake, subdir: str = SPEED_DIR) -> list[LakePath]:
     """Every landed file (readers must dedup overlapping files by event_id)."""
-    root = speed_root(lake)
-    return sorted(root.glob("date=*/*.parquet")) if root.is_dir() else []
+    return [path for path, _ in landed_files(lake, subdir)]
+
+
+def count_distinct(lake: Lake, column: str, subdir: str = SPEED_DIR) -> int:
+    """Distinct values of ``column`` over the landed files (reads only that column)."""
+    chunks = [chunk for p in list_files(lake, subdir)
+              for chunk in lake.read_arrow_file(p, columns=[column])[column].chunks]
+    return len(pc.unique(pa.concat_arrays(chunks))) if chunks else 0
 
 
 def count_landed_events(lake: Lake) -> int:
-    """Distinct ``event_id``s in the speed zone (reads only that column; overlaps count once)."""
-    files = list_files(lake)
-    if not files:
-        return 0
-    chunks = [chunk for p in files
-              for chunk in pq.read_table(p, columns=["event_id"])["event_id"].chunks]
-    return len(pc.unique(pa.concat_arrays(chunks))) if chunks else 0
+    """Distinct ``event_id``s in the speed zone (overlaps count once)."""
+    return count_distinct(lake, "event_id")
+
+
+def landed_rows(lake: Lake, subdir: str = SPEED_DIR) -> int:
+    """Rows in the landed files (a replayed batch may count twice): footers only."""
+    total = 0
+    for p in list_files(lake, subdir):
+        with lake.open(p) as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
 
 
 def batch_table(decoded: DecodedBatch, partitions: Sequence[int], offsets: Sequence[int],

@@ -71,7 +71,7 @@ def _volume_expectations(gx, name: str, previous_rows: int | None, ds_end: pd.Ti
     else:  # first run: no baseline yet
         bounds = {"min_value": 0, "max_value": None}
     out = [gx.expectations.ExpectTableRowCountToBeBetween(**bounds)]
-    ts_col = _time_column(name)
+    ts_col = time_column(name)
     if ts_col and name != "users":
         oldest = ds_end - pd.Timedelta(days=FRESHNESS_DAYS)
         out.append(gx.expectations.ExpectColumnMaxToBeBetween(
@@ -80,7 +80,7 @@ def _volume_expectations(gx, name: str, previous_rows: int | None, ds_end: pd.Ti
     return out
 
 
-def _time_column(name: str) -> str | None:
+def time_column(name: str) -> str | None:
     return next((c for c, k in DATASETS[name].columns.items() if k in ("timestamp", "date")), None)
 
 
@@ -107,10 +107,11 @@ def _as_check(result: Any, suite_name: str) -> dict[str, Any]:
             "failed_rows": res.get("unexpected_count"), "detail": detail}
 
 
-def run_suites(frames: dict[str, pd.DataFrame], nullables: dict[str, frozenset[str]],
-               previous_rows: dict[str, int], ds_end: pd.Timestamp, docs_dir: Path,
-               sample_rows: int = SAMPLE_ROWS, seed: int = 42) -> tuple[dict[str, list[dict]], Path]:
-    """Run each dataset's suites on its curated frame; returns checks per dataset and docs index."""
+def run_suites(frames: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+               nullables: dict[str, frozenset[str]], previous_rows: dict[str, int],
+               ds_end: pd.Timestamp, docs_dir: Path) -> tuple[dict[str, list[dict]], Path]:
+    """Run each dataset's suites on (its curated sample, its full time column: see
+    ``validation.run.gx_frame``); returns checks per dataset and the docs index."""
     gx, ctx = _context()
     tmp_docs = Path(tempfile.mkdtemp(prefix=".gx_docs.", dir=docs_dir.parent))
     site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
@@ -120,12 +121,9 @@ def run_suites(frames: dict[str, pd.DataFrame], nullables: dict[str, frozenset[s
     ctx.add_data_docs_site(site_name="recomart", site_config=site)
     source = ctx.data_sources.add_pandas("recomart")
     definitions, batches = [], {}
-    for name, frame in frames.items():
-        sample = frame.sample(n=sample_rows, random_state=seed) if len(frame) > sample_rows else frame
-        ts_col = _time_column(name)
+    for name, (sample, volume) in frames.items():
         parts = {"sample": (sample, _sample_expectations(gx, name, nullables[name])),
-                 "volume": (frame[[ts_col]] if ts_col in frame.columns else frame.iloc[:, :0],
-                            _volume_expectations(gx, name, previous_rows.get(name), ds_end))}
+                 "volume": (volume, _volume_expectations(gx, name, previous_rows.get(name), ds_end))}
         for part, (data, expectations) in parts.items():
             suite_name = f"{name}.{part}"
             asset = source.add_dataframe_asset(name=suite_name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -244,12 +245,28 @@ def _curated_table(curated: pa.Table, dset: Dataset, ds: str) -> pa.Table:
     return pa.table(cols)
 
 
+def _stage_tables(lake: Lake, results: dict[str, DatasetResult], ds: str, run_id: str
+                  ) -> dict[str, tuple[int, int]]:
+    """Commit each dataset's curated (staged) and quarantine tables: (curated, quarantine) versions."""
+    meta = {"run_id": run_id, "logical_date": ds, "stage": "staged"}
+    versions = {}
+    for name, res in results.items():
+        dset = DATASETS[name]
+        curated = lake.write_table("curated", name, _curated_table(res.curated, dset, ds),
+                                   mode="overwrite", metadata=meta)
+        versions[name] = (curated, write_quarantine(lake, dset, ds, res.quarantine, run_id))
+    return versions
+
+
 def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = None,
                  gx_sample_rows: int | None = None) -> dict[str, Any]:
     """Validate every dataset landed for ``ds``; writes tables, summary and history; never raises
     for bad data (that is :func:`quality_gate`'s job)."""
-    from recomart.validation.suites import SAMPLE_ROWS, run_suites
+    import deltalake  # noqa: F401 - imported here, before the GX prefetch thread imports anything
 
+    from recomart.validation.suites import SAMPLE_ROWS, prefetch_gx, run_suites
+
+    prefetch_gx()
     threshold = get_settings().bad_row_threshold if threshold is None else threshold
     ds_end = logical_date_end(ds)
     read_versions: dict[str, int] = {}
@@ -271,24 +288,26 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
     report_dir = lake.path("reports", f"ds={ds}")
     report_dir.mkdir(parents=True, exist_ok=True)
     sample_rows = gx_sample_rows or SAMPLE_ROWS
-    gx_checks, docs_index = run_suites(
-        {n: gx_frame(r.curated, n, sample_rows) for n, r in results.items()},
-        {n: DATASETS[n].nullable for n in results}, previous_curated_rows(lake, ds), ds_end,
-        report_dir / "gx_data_docs")
+    frames = {n: gx_frame(r.curated, n, sample_rows) for n, r in results.items()}
+    # The Delta commits (Rust, GIL released) run beside the GX suites (Python): both only read
+    # the results. Staged versions are invisible to readers until the gate publishes them.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recomart-stage") as pool:
+        staged = pool.submit(_stage_tables, lake, results, ds, run_id)
+        gx_checks, docs_index = run_suites(
+            frames, {n: DATASETS[n].nullable for n in results}, previous_curated_rows(lake, ds),
+            ds_end, report_dir / "gx_data_docs")
+        versions = staged.result()
+    del frames
 
     datasets: dict[str, Any] = {}
     for name, res in results.items():
-        dset = DATASETS[name]
         entry = res.entry
         entry["checks"] += gx_checks.get(name, [])
         gx_failed = any(not c["passed"] for c in entry["checks"]
                         if c["suite"].startswith("great_expectations"))
         entry["status"] = ("fail" if entry["bad_ratio"] > threshold
                            else "warn" if gx_failed else "pass")
-        meta = {"run_id": run_id, "logical_date": ds, "stage": "staged"}
-        entry["curated_version"] = lake.write_table(
-            "curated", name, _curated_table(res.curated, dset, ds), mode="overwrite", metadata=meta)
-        entry["quarantine_version"] = write_quarantine(lake, dset, ds, res.quarantine, run_id)
+        entry["curated_version"], entry["quarantine_version"] = versions[name]
         datasets[name] = entry
     statuses = {d["status"] for d in datasets.values()}
     summary = {"run_id": run_id, "logical_date": ds,

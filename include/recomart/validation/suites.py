@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,31 @@ NULL_BY_DESIGN = frozenset({"request_id"})
 VALUE_SETS = {"gender": list(GENDERS), "event_type": list(EVENT_TYPES)}
 
 
-def _context():
+def _import_gx():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+
+    return gx
+
+
+def prefetch_gx() -> threading.Thread:
+    """Import GX (~3 s of Python) in a background thread while the caller parses and coerces
+    (Arrow work that releases the GIL); :func:`run_suites` then finds it imported. A failed
+    prefetch is harmless: the import is simply retried (and reported) where GX is used."""
+
+    def _run() -> None:
+        try:
+            _import_gx()
+        except Exception:
+            log.debug("GX prefetch failed; importing it again when the suites run", exc_info=True)
+
+    thread = threading.Thread(target=_run, name="recomart-gx-import", daemon=True)
+    thread.start()
+    return thread
+
+
+def _context():
+    gx = _import_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     ctx = gx.get_context(mode="ephemeral")

@@ -7,7 +7,8 @@ growing size, time and peak RSS per stage and size, so a reader sees how cost gr
 
 Events grow with users (the generator draws sessions per user). Each stage runs in its own child
 process on the shop's lake, like a DAG task (cold imports), and reports its wall time and its peak
-RSS (``ru_maxrss`` of the child and anything it started). Stages:
+RSS (``ru_maxrss`` of the child and anything it started) and CPU seconds (user + system,
+includes imports: on a shared machine CPU time shows the growth better than wall time). Stages:
 
 - ``front``: ingestion + validation (Pandera, GX, Data Docs, curated/quarantine commits) + gate and
   publish (``recomart.validation``), the batch DAG's front half without the PDF reports;
@@ -16,7 +17,7 @@ RSS (``ru_maxrss`` of the child and anything it started). Stages:
   model report) through ``recomart.training``.
 
 A stage that runs out of memory or time is printed as such (with the reason) and the sizes above
-it skip that stage. The last column is time per million rows: flat = linear. Never asserts.
+it skip that stage. CPU seconds per million source rows: flat = linear. Never asserts.
 """
 
 from __future__ import annotations
@@ -60,9 +61,12 @@ elif stage == "training":
     T.publish(lake, ds, data, decision)
     T.model_report(lake, ds, trained, decision)
 wall = time.perf_counter() - t0
+cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+          for f in ("ru_utime", "ru_stime"))
 peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-print("RESULT " + json.dumps({"seconds": round(wall, 2), "peak_mb": round(peak), **info}))
+print("RESULT " + json.dumps({"seconds": round(wall, 2), "cpu_s": round(cpu, 1), "peak_mb": round(peak),
+                            **info}))
 """
 
 
@@ -123,19 +127,21 @@ def main() -> None:
                     if "error" in res:
                         failed.add(stage)
                 table.append((users, rows, stage, res))
-                shown = (f"{res['seconds']:8.1f}s  {res['peak_mb']:7,} MB" if "error" not in res
+                shown = (f"{res['seconds']:8.1f}s  CPU {res['cpu_s']:7.1f}s  {res['peak_mb']:7,} MB"
+                         if "error" not in res
                          else res["error"])
                 print(f"{users:>8,} users {rows:>11,} rows  {stage:9s} {shown}", flush=True)
 
-    print("\n| users | source rows | stage | seconds | peak RSS | s per M rows | detail |")
-    print("|---:|---:|---|---:|---:|---:|---|")
+    print("\n| users | source rows | stage | wall s | CPU s | peak RSS | CPU s per M rows | detail |")
+    print("|---:|---:|---|---:|---:|---:|---:|---|")
     for users, rows, stage, res in table:
         if "error" in res:
-            print(f"| {users:,} | {rows:,} | {stage} | — | — | — | {res['error']} |")
+            print(f"| {users:,} | {rows:,} | {stage} | — | — | — | — | {res['error']} |")
             continue
-        extra = {k: v for k, v in res.items() if k not in ("seconds", "peak_mb")}
-        print(f"| {users:,} | {rows:,} | {stage} | {res['seconds']:.1f} | {res['peak_mb']:,} MB | "
-              f"{res['seconds'] / rows * 1e6:.2f} | {json.dumps(extra) if extra else ''} |")
+        extra = {k: v for k, v in res.items() if k not in ("seconds", "cpu_s", "peak_mb")}
+        print(f"| {users:,} | {rows:,} | {stage} | {res['seconds']:.1f} | {res['cpu_s']:.1f} | "
+              f"{res['peak_mb']:,} MB | {res['cpu_s'] / rows * 1e6:.2f} | "
+              f"{json.dumps(extra) if extra else ''} |")
 
 
 if __name__ == "__main__":

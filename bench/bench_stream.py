@@ -115,26 +115,6 @@ def file_rows(lake: Lake, path) -> int:
         return pq.ParquetFile(fh).metadata.num_rows
 
 
-def start_moto() -> tuple[object, dict[str, str]]:
-    """A moto S3 server on a free loopback port with a fresh bucket: (server, AWS_* env)."""
-    import logging
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
-           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                 region_name=env["AWS_REGION"]).create_bucket(Bucket="bench-stream")
-    return server, env
-
-
 def proc_figures(pid: int) -> dict[str, float]:
     """CPU seconds and peak RSS (MiB) of a live process, from /proc."""
     out: dict[str, float] = {}
@@ -223,7 +203,10 @@ def run(args: argparse.Namespace) -> None:
     server = None
     lake_env: dict[str, str] = {}
     if args.lake == "moto":
-        server, lake_env = start_moto()
+        from recomart.local_s3 import local_s3
+
+        server = local_s3("bench-stream")
+        lake_env = server.__enter__()
         os.environ.update(lake_env)
         root = "s3://bench-stream/lake"
     else:
@@ -307,7 +290,7 @@ def run(args: argparse.Namespace) -> None:
         finally:
             worker.stop()
             if server is not None:
-                server.stop()
+                server.__exit__(None, None, None)
 
     print()
     print(f"plain consumer, confluent-kafka (no processing, median of 3): {raw_ck:>10,.0f} msgs/s")

@@ -75,33 +75,20 @@ S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "recomart-test-key", "AWS_SECRET_ACCESS_K
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """A moto S3 server for the session: ``{"endpoint": url, "bucket": name, **AWS_* env}``.
+    """A moto S3 server for the session: ``{"endpoint": url, "bucket": name, "env": AWS_* env}``.
 
     Skips (with the reason) only when moto cannot start here."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:  # moto[server] is in requirements.txt: this is a broken install
-        pytest.skip(f"moto[server] is not importable ({exc}); `make install` installs it")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    try:
-        server.start()
-    except Exception as exc:
-        pytest.skip(f"moto S3 server cannot start on 127.0.0.1: {exc}")
-    import logging
+    from recomart.local_s3 import LocalS3Error, local_s3
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                 aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                 region_name=S3_CREDENTIALS["AWS_REGION"]).create_bucket(Bucket=S3_BUCKET)
     try:
-        yield {"endpoint": endpoint, "bucket": S3_BUCKET,
-               "env": {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}}
+        started = local_s3(S3_BUCKET, S3_CREDENTIALS)
+        env = started.__enter__()
+    except LocalS3Error as exc:
+        pytest.skip(str(exc))
+    try:
+        yield {"endpoint": env["AWS_ENDPOINT_URL"], "bucket": S3_BUCKET, "env": env}
     finally:
-        server.stop()
+        started.__exit__(None, None, None)
 
 
 def point_at_s3(monkeypatch, s3_server, prefix: str) -> str:

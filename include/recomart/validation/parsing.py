@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -71,8 +72,13 @@ def _file_failure(ds: Dataset, source: str, path: str, sha: str | None, text: st
                        file_errors=[{"reason": reason, "detail": detail}])
 
 
+# what str.strip() strips, for ASCII bytes (bytes.strip() would not strip \x1c-\x1f)
+_ASCII_BLANK = re.compile(rb"[ \t\n\r\x0b\x0c\x1c-\x1f]*\Z")
+
+
 def _header(text: str) -> list[str]:
-    first = text.split("\n", 1)[0].rstrip("\r")
+    end = text.find("\n")
+    first = (text if end < 0 else text[:end]).rstrip("\r")
     return [c.strip() for c in next(csv.reader([first]))] if first else []
 
 
@@ -129,23 +135,34 @@ def parse_csv(path: Path, ds: Dataset, *, source: str = "csv", rel_path: str | N
     """Parse one landed CSV of dataset ``ds``; never raises on bad content."""
     rel = rel_path or str(path)
     data = path.read_bytes()
-    text, utf8_ok = _decode(data)
-    if not text.strip():
+    if data.isascii():  # the usual case: valid UTF-8 already, no BOM; no full-file str is built
+        utf8_ok, text = True, None
+        blank = _ASCII_BLANK.match(data) is not None
+        end = data.find(b"\n")
+        header = [] if blank else _header((data if end < 0 else data[:end]).decode("ascii"))
+    else:
+        text, utf8_ok = _decode(data)
+        blank = not text.strip()
+        if not utf8_ok and not blank:
+            data = text.encode("utf-8")
+        header = [] if blank else _header(text)
+    if blank:
         return ParsedInput(source, rel, sha256, empty_rows(ds), rejects_frame(ds, []),
                            file_errors=[{"reason": R.EMPTY_FILE, "detail": f"{rel} has no header"}])
-    if not utf8_ok:
-        data = text.encode("utf-8")
-    header = _header(text)
+
+    def full_text() -> str:  # only the failure paths and the row-by-row reader need it
+        return text if text is not None else data.decode("ascii")
+
     expected = list(ds.columns)
     if len(header) == 1 and len(expected) > 1:
         for delim in OTHER_DELIMITERS:
             if len(set(header[0].split(delim)) & set(expected)) >= 2:
-                return _file_failure(ds, source, rel, sha256, text, R.WRONG_DELIMITER,
+                return _file_failure(ds, source, rel, sha256, full_text(), R.WRONG_DELIMITER,
                                      f"header is delimited by {delim!r}, expected ','")
     required = [c for c in expected if c not in ds.nullable]
     missing = [c for c in required if c not in header]
     if missing:
-        return _file_failure(ds, source, rel, sha256, text, R.MISSING_COLUMN,
+        return _file_failure(ds, source, rel, sha256, full_text(), R.MISSING_COLUMN,
                              f"required column(s) {', '.join(missing)} absent; header: {header}")
     if len(set(header)) != len(header):
         header = [h if header.index(h) == i else f"{h}__dup{i}" for i, h in enumerate(header)]
@@ -153,7 +170,7 @@ def parse_csv(path: Path, ds: Dataset, *, source: str = "csv", rel_path: str | N
         table, malformed = _read_fast(data, header)
     except (pa.ArrowInvalid, ValueError) as exc:
         log.warning("%s: pyarrow could not parse (%s); falling back to the row-by-row reader", rel, exc)
-        table, malformed = _read_slow(text, header)
+        table, malformed = _read_slow(full_text(), header)
     extra = [c for c in header if c not in ds.columns]
     filled = [c for c in expected if c not in header]
     for col in filled:

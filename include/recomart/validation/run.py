@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from recomart.config import get_settings
 from recomart.curated import logical_date_end, unpublish
@@ -90,43 +90,72 @@ def _with_source(table: pa.Table, source: str) -> pa.Table:
 
 
 class DatasetResult:
-    """Curated rows, quarantined rows and the dataset's summary entry."""
+    """Curated rows (Arrow, the curated table's columns), quarantined rows and the summary entry."""
 
-    def __init__(self, curated: pd.DataFrame, quarantine: pa.Table, entry: dict[str, Any]):
+    def __init__(self, curated: pa.Table, quarantine: pa.Table, entry: dict[str, Any]):
         self.curated, self.quarantine, self.entry = curated, quarantine, entry
 
 
 def validate_dataset(name: str, inputs: list[ParsedInput], ctx: RunContext, ds: str,
                      run_id: str) -> DatasetResult:
+    """Coerce in Arrow, row rules in Pandera (on the rows that parsed), keys unique; the curated
+    rows are taken from the typed Arrow table (no pandas round trip for the bulk of the data)."""
     dset = DATASETS[name]
     strings = pa.concat_tables([_with_source(i.rows, i.source) for i in inputs])
     typed, codes, labels = coerce(strings.drop_columns(["_source"]), dset)
     reasons = np.array([lbl[0] or None for lbl in labels], dtype=object)[codes]
     details = np.array([lbl[1] or None for lbl in labels], dtype=object)[codes]
-    frame = to_pandas(_dates_as_timestamps(typed))
     ok_idx = np.flatnonzero(codes == 0)
-    row_reasons, failed, checks_run = row_failures(frame.iloc[ok_idx].reset_index(drop=True), name,
-                                                   ctx)
+    parsed = typed if len(ok_idx) == typed.num_rows else typed.take(pa.array(ok_idx))
+    frame = to_pandas(_dates_as_timestamps(parsed))  # the rows that parsed, for Pandera
+    row_reasons, failed, checks_run = row_failures(frame, name, ctx)
     reasons[ok_idx] = row_reasons
-    survivors = np.flatnonzero(pd.isna(reasons))
-    dup_idx = survivors[duplicate_rows(frame.iloc[survivors].reset_index(drop=True), dset.key)]
+    passed = pd.isna(row_reasons)
+    survivors = ok_idx[passed]
+    keys = frame[list(dset.key)]
+    keys = keys if passed.all() else keys.loc[passed].reset_index(drop=True)
+    dup_idx = survivors[duplicate_rows(keys, dset.key)]
+    del frame, keys
     sources = strings["_source"].to_numpy(zero_copy_only=False)
     reasons[dup_idx] = R.DUPLICATE_KEY
     if name == "products" and len(dup_idx):
+        product_ids = typed["product_id"].to_numpy(zero_copy_only=False)
         kept = np.flatnonzero(pd.isna(reasons))
-        api_keys = frame["product_id"].to_numpy()[kept[sources[kept] == "catalog_api"]]
-        superseded = dup_idx[(sources[dup_idx] == "csv")
-                             & np.isin(frame["product_id"].to_numpy()[dup_idx], api_keys)]
+        api_keys = product_ids[kept[sources[kept] == "catalog_api"]]
+        superseded = dup_idx[(sources[dup_idx] == "csv") & np.isin(product_ids[dup_idx], api_keys)]
         reasons[superseded] = R.SUPERSEDED_BY_API
     pandera_rows = pd.isna(details) & ~pd.isna(reasons)
     details[pandera_rows] = pd.Series(reasons[pandera_rows]).map(DETAILS).to_numpy()
     bad = ~pd.isna(reasons)
 
-    curated = frame.loc[~bad].reset_index(drop=True)
-    curated["_source"] = pd.Series(sources[~bad], dtype="str")
+    keep = pa.array(~bad)
+    curated = typed.filter(keep).append_column("_source", strings["_source"].filter(keep))
     quarantine = _quarantine_rows(strings, bad, reasons, details, inputs, dset, ds, run_id)
     entry = _entry(name, inputs, curated, quarantine, failed, checks_run, dup_idx, dset)
     return DatasetResult(curated, quarantine, entry)
+
+
+def gx_frame(curated: pa.Table, name: str, sample_rows: int, seed: int = 42
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the GX suites read: a seeded sample of the curated rows (the rows
+    ``DataFrame.sample(n, random_state=seed)`` picks) and the full time column, as pandas."""
+    from recomart.validation.suites import time_column
+
+    cols = list(DATASETS[name].columns)
+    n = curated.num_rows
+    if n > sample_rows:
+        picks = np.random.RandomState(seed).choice(n, size=sample_rows, replace=False)
+        sample = curated.select(cols).take(pa.array(picks))
+        index = pd.Index(picks)
+    else:
+        sample, index = curated.select(cols), None
+    sample_frame = to_pandas(_dates_as_timestamps(sample))
+    if index is not None:
+        sample_frame.index = index
+    ts = time_column(name)
+    volume = (to_pandas(_dates_as_timestamps(curated.select([ts]))) if ts
+              else pd.DataFrame(index=pd.RangeIndex(n)))
+    return sample_frame, volume
 
 
 def _dates_as_timestamps(typed: pa.Table) -> pa.Table:
@@ -153,14 +182,15 @@ def _quarantine_rows(strings: pa.Table, bad: np.ndarray, reasons: np.ndarray, de
     return pa.concat_tables(parts)
 
 
-def _entry(name: str, inputs: list[ParsedInput], curated: pd.DataFrame, quarantine: pa.Table,
+def _entry(name: str, inputs: list[ParsedInput], curated: pa.Table, quarantine: pa.Table,
            failed: list[dict], checks_run: list[tuple[str, str]], dup_idx: np.ndarray,
            dset: Dataset) -> dict[str, Any]:
     reasons = Counter(quarantine["reason"].to_pylist())
     rows_in = sum(i.rows_in for i in inputs)
     quarantined = quarantine.num_rows
-    if rows_in != len(curated) + quarantined:
-        raise ReconciliationError(f"{name}: {rows_in} rows in but {len(curated)} curated + "
+    n_curated = curated.num_rows
+    if rows_in != n_curated + quarantined:
+        raise ReconciliationError(f"{name}: {rows_in} rows in but {n_curated} curated + "
                              f"{quarantined} quarantined")
     defects = quarantined - sum(reasons[r] for r in R.INFORMATIONAL)
     file_errors = [e for i in inputs for e in i.file_errors]
@@ -195,10 +225,10 @@ def _entry(name: str, inputs: list[ParsedInput], curated: pd.DataFrame, quaranti
                    "passed": len(dup_idx) == 0, "failed_rows": len(dup_idx),
                    "detail": f"{list(dset.key)} unique (first occurrence kept)"})
     return {
-        "rows_in": rows_in, "curated": len(curated), "quarantined": quarantined,
+        "rows_in": rows_in, "curated": n_curated, "quarantined": quarantined,
         "bad_ratio": round(bad_ratio, 6), "reasons": dict(sorted(reasons.items())),
         "informational": {r: reasons[r] for r in R.INFORMATIONAL if reasons.get(r)},
-        "null_rates": {c: round(float(curated[c].isna().mean()), 6) if len(curated) else 0.0
+        "null_rates": {c: round(curated[c].null_count / n_curated, 6) if n_curated else 0.0
                        for c in dset.columns if c in dset.nullable},
         "checks": checks,
         "inputs": [{"source": i.source, "path": i.path, "sha256": i.sha256, "rows": i.rows_in,
@@ -206,27 +236,37 @@ def _entry(name: str, inputs: list[ParsedInput], curated: pd.DataFrame, quaranti
     }
 
 
-def _curated_table(curated: pd.DataFrame, dset: Dataset, ds: str) -> pa.Table:
+def _curated_table(curated: pa.Table, dset: Dataset, ds: str) -> pa.Table:
     types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
              "timestamp": pa.timestamp("us", "UTC"), "date": pa.date32()}
-    cols = {}
-    for c, kind in dset.columns.items():
-        arr = pa.array(curated[c], from_pandas=True) if len(curated) else pa.array([], types[kind])
-        if kind == "date":
-            arr = pc.cast(arr.cast(pa.timestamp("us", "UTC")).cast(pa.timestamp("us")), pa.date32())
-        cols[c] = arr.cast(types[kind])
-    n = len(curated)
-    cols["_source"] = pa.array(curated["_source"], pa.string()) if n else pa.array([], pa.string())
-    cols["_ds"] = _const(ds, n)
+    cols = {c: curated[c].cast(types[kind]) for c, kind in dset.columns.items()}
+    cols["_source"] = curated["_source"].cast(pa.string())
+    cols["_ds"] = _const(ds, curated.num_rows)
     return pa.table(cols)
+
+
+def _stage_tables(lake: Lake, results: dict[str, DatasetResult], ds: str, run_id: str
+                  ) -> dict[str, tuple[int, int]]:
+    """Commit each dataset's curated (staged) and quarantine tables: (curated, quarantine) versions."""
+    meta = {"run_id": run_id, "logical_date": ds, "stage": "staged"}
+    versions = {}
+    for name, res in results.items():
+        dset = DATASETS[name]
+        curated = lake.write_table("curated", name, _curated_table(res.curated, dset, ds),
+                                   mode="overwrite", metadata=meta)
+        versions[name] = (curated, write_quarantine(lake, dset, ds, res.quarantine, run_id))
+    return versions
 
 
 def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = None,
                  gx_sample_rows: int | None = None) -> dict[str, Any]:
     """Validate every dataset landed for ``ds``; writes tables, summary and history; never raises
     for bad data (that is :func:`quality_gate`'s job)."""
-    from recomart.validation.suites import SAMPLE_ROWS, run_suites
+    import deltalake  # noqa: F401 - imported here, before the GX prefetch thread imports anything
 
+    from recomart.validation.suites import SAMPLE_ROWS, prefetch_gx, run_suites
+
+    prefetch_gx()
     threshold = get_settings().bad_row_threshold if threshold is None else threshold
     ds_end = logical_date_end(ds)
     read_versions: dict[str, int] = {}
@@ -239,33 +279,36 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
         res = validate_dataset(name, inputs[name], ctx, ds, run_id)
         results[name] = res
         if name == "users":
-            ctx.user_ids = res.curated["user_id"].to_numpy(dtype="int64")
+            ctx.user_ids = res.curated["user_id"].to_numpy().astype("int64")
         elif name == "products":
-            ctx.product_ids = res.curated["product_id"].to_numpy(dtype="int64")
+            ctx.product_ids = res.curated["product_id"].to_numpy().astype("int64")
         log.info("%s: %d in, %d curated, %d quarantined %s", name, res.entry["rows_in"],
                  res.entry["curated"], res.entry["quarantined"], res.entry["reasons"])
 
     docs_dir = lake.path("reports", f"ds={ds}", "gx_data_docs")
-    with lake.build_tree(docs_dir) as local_docs:  # GX writes local files only
+    sample_rows = gx_sample_rows or SAMPLE_ROWS
+    frames = {n: gx_frame(r.curated, n, sample_rows) for n, r in results.items()}
+    # The Delta commits (Rust, GIL released) run beside the GX suites (Python): both only read
+    # the results. Staged versions are invisible to readers until the gate publishes them.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recomart-stage") as pool, \
+            lake.build_tree(docs_dir) as local_docs:  # GX writes local files only
+        staged = pool.submit(_stage_tables, lake, results, ds, run_id)
         gx_checks, _ = run_suites(
-            {n: r.curated[list(DATASETS[n].columns)] for n, r in results.items()},
-            {n: DATASETS[n].nullable for n in results}, previous_curated_rows(lake, ds), ds_end,
-            local_docs, sample_rows=gx_sample_rows or SAMPLE_ROWS)
+            frames, {n: DATASETS[n].nullable for n in results}, previous_curated_rows(lake, ds),
+            ds_end, local_docs)
+        versions = staged.result()
     docs_index = docs_dir / "index.html"
+    del frames
 
     datasets: dict[str, Any] = {}
     for name, res in results.items():
-        dset = DATASETS[name]
         entry = res.entry
         entry["checks"] += gx_checks.get(name, [])
         gx_failed = any(not c["passed"] for c in entry["checks"]
                         if c["suite"].startswith("great_expectations"))
         entry["status"] = ("fail" if entry["bad_ratio"] > threshold
                            else "warn" if gx_failed else "pass")
-        meta = {"run_id": run_id, "logical_date": ds, "stage": "staged"}
-        entry["curated_version"] = lake.write_table(
-            "curated", name, _curated_table(res.curated, dset, ds), mode="overwrite", metadata=meta)
-        entry["quarantine_version"] = write_quarantine(lake, dset, ds, res.quarantine, run_id)
+        entry["curated_version"], entry["quarantine_version"] = versions[name]
         datasets[name] = entry
     statuses = {d["status"] for d in datasets.values()}
     summary = {"run_id": run_id, "logical_date": ds,

@@ -17,14 +17,16 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recomart.config import get_settings
 from recomart.errors import RecomartError
+
+if TYPE_CHECKING:  # only annotations name pandas (pyarrow imports it when a frame is made):
+    import pandas as pd  # the serving workers, which never build frames, skip its ~1-2 s import
 
 ZONES = ("raw", "speed", "quarantine", "curated", "features", "reports", "serving", "lineage",
          "state", "mlflow", "experiments")

@@ -294,3 +294,44 @@ def test_the_starlette_hot_route_answers_like_the_fastapi_route(lake, store_url)
     assert any(s == 503 for _, _, s, _ in before)
     fresh = [b["fresh_events"] for m, _, s, b in after if m == "GET" and s == 200]
     assert max(fresh) > 0  # the online store's events reached the merge on both paths
+
+
+def _reference_from_columns(keys, items, scores, ranks):
+    """``Lists.from_columns`` as first written: always a lexsort and ``np.unique``."""
+    order = np.lexsort((ranks, keys))
+    keys, items, scores = keys[order], items[order], scores[order]
+    uniq, starts = np.unique(keys, return_index=True)
+    return uniq, np.append(starts, len(keys)), items, scores.astype(np.float32)
+
+
+def _reference_popular(items, top=200):
+    ids, counts = np.unique(items, return_counts=True)
+    best = np.argsort(-counts, kind="stable")[:top]
+    return [(int(ids[i]), float(counts[i]) / float(counts.sum())) for i in best]
+
+
+@pytest.mark.parametrize("order", ["published", "shuffled"])
+@pytest.mark.parametrize("ids", ["dense", "sparse"])
+def test_building_lists_and_popular_equals_the_sorting_build(order, ids):
+    from recomart.serving.batch_view import popular_items
+
+    rng = np.random.default_rng(9)
+    n_keys = 3000
+    keys = np.sort(rng.choice(10_000 if ids == "dense" else np.int64(1) << 60, n_keys, replace=False))
+    per = rng.integers(1, 25, n_keys)
+    k = np.repeat(keys, per)
+    r = np.concatenate([np.arange(1, c + 1) for c in per])
+    items = rng.integers(0, 500 if ids == "dense" else 1 << 60, len(k))
+    scores = rng.random(len(k))
+    if order == "shuffled":
+        perm = rng.permutation(len(k))
+        k, r, items, scores = k[perm], r[perm], items[perm], scores[perm]
+    got = Lists.from_columns(k, items, scores, r)
+    want = _reference_from_columns(k, items, scores, r)
+    for a, b in zip((got.keys, got.offsets, got.items, got.scores), want, strict=True):
+        assert np.array_equal(a, b)
+    assert popular_items(got.items) == _reference_popular(got.items)
+    # a key whose ranks repeat or go down is not "in order": it is sorted like the rest
+    bumpy = Lists.from_columns(np.array([1, 1, 2]), np.array([10, 11, 20]),
+                               np.array([0.5, 0.9, 0.1]), np.array([2, 1, 1]))
+    assert bumpy.get(1)[0] == [11, 10]

@@ -76,11 +76,15 @@ class Lists:
                      ranks: np.ndarray) -> Lists:
         if not len(keys):
             return Lists.empty()
-        order = np.lexsort((ranks, keys))
-        keys, items, scores = keys[order], items[order], scores[order]
-        uniq, starts = np.unique(keys, return_index=True)
+        same = keys[1:] == keys[:-1]
+        in_order = bool(np.all(keys[1:] >= keys[:-1]) and np.all(ranks[1:][same] > ranks[:-1][same]))
+        if not in_order:  # publications come in (key, rank) order: the sort is then skipped
+            order = np.lexsort((ranks, keys))
+            keys, items, scores = keys[order], items[order], scores[order]
+            same = keys[1:] == keys[:-1]
+        starts = np.flatnonzero(np.concatenate(([True], ~same)))  # first row of every key
         offsets = np.append(starts, len(keys)).astype(np.int64)
-        return Lists(uniq.astype(np.int64), offsets, items.astype(np.int64),
+        return Lists(keys[starts].astype(np.int64), offsets, items.astype(np.int64),
                      scores.astype(np.float32))
 
     def __len__(self) -> int:
@@ -171,6 +175,21 @@ def _read_lists(lake: Lake, rel: str, output: str) -> Lists:
                               t[score].to_numpy().astype(np.float32, copy=False), t[rank].to_numpy())
 
 
+def popular_items(items: np.ndarray, top: int = 200) -> list[tuple[int, float]]:
+    """The ``top`` most listed items with their share of all list entries, most listed first
+    (ties by id). Non-negative ids up to 4x the entries are counted with ``bincount`` (one pass)
+    rather than ``np.unique`` (a sort of every entry)."""
+    if items.min() >= 0 and items.max() < 4 * len(items) + 65536:
+        counts = np.bincount(items)
+        ids = np.flatnonzero(counts)
+        counts = counts[ids]
+    else:
+        ids, counts = np.unique(items, return_counts=True)
+    best = np.argsort(-counts, kind="stable")[:top]
+    total = float(counts.sum())
+    return [(int(ids[i]), float(counts[i]) / total) for i in best]
+
+
 def load_view(lake: Lake, latest: dict[str, Any] | None = None) -> BatchView:
     """Load the folder ``serving/latest.json`` names (or ``latest``)."""
     latest = latest if latest is not None else read_latest(lake)
@@ -187,10 +206,7 @@ def load_view(lake: Lake, latest: dict[str, Any] | None = None) -> BatchView:
     audience = _read_lists(lake, outputs["audience"], "audience")
     popular: list[tuple[int, float]] = []
     if len(user_recs.items):
-        ids, counts = np.unique(user_recs.items, return_counts=True)
-        top = np.argsort(-counts, kind="stable")[:200]
-        total = float(counts.sum())
-        popular = [(int(ids[i]), float(counts[i]) / total) for i in top]
+        popular = popular_items(user_recs.items)
     published = manifest.get("published_at") or latest.get("updated_at")
     try:
         computed_at = datetime.fromisoformat(published).timestamp() if published else 0.0

@@ -26,8 +26,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from redis.exceptions import ResponseError
-
 from recomart.errors import TransientError
 from recomart.processes import stop_group
 
@@ -186,7 +184,9 @@ class AsyncOnlineReader:
     def __init__(self, url: str, *, max_events: int = 50, window_s: int = 3600, prefix: str = "rm",
                  timeout_s: float = 0.5) -> None:
         import redis.asyncio as aioredis
+        from redis.exceptions import ResponseError
 
+        self._response_error = ResponseError
         self.url, self.max_events, self.window_s, self.prefix = url, max_events, window_s, prefix
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s,
                                               socket_connect_timeout=timeout_s)
@@ -247,7 +247,7 @@ class AsyncOnlineReader:
             return await self.read_pipeline(reads)
         try:
             return await self.read_script(reads)
-        except ResponseError as exc:
+        except self._response_error as exc:
             # a server without scripting (or one key of the wrong type): try the pipeline; if it
             # answers, scripts are what the server refuses, and the pipeline serves from now on
             results = await self.read_pipeline(reads)

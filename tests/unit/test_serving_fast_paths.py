@@ -335,3 +335,47 @@ def test_building_lists_and_popular_equals_the_sorting_build(order, ids):
     bumpy = Lists.from_columns(np.array([1, 1, 2]), np.array([10, 11, 20]),
                                np.array([0.5, 0.9, 0.1]), np.array([2, 1, 1]))
     assert bumpy.get(1)[0] == [11, 10]
+
+
+def test_exposures_and_events_go_through_their_own_producers(tmp_path):
+    """Exposures on the lingering producer, events on the prompt one: every exposure is counted
+    sent once acknowledged (the metric moves in steps from the poll thread), every event is acked
+    before ``send_events`` returns, and both land on their topics."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from prometheus_client import REGISTRY
+
+    from recomart.serving.kafka_out import EVENT_LINGER_MS, EXPOSURE_LINGER_MS, KafkaOut
+    from recomart.streaming.broker import EmbeddedBroker
+
+    assert EVENT_LINGER_MS < EXPOSURE_LINGER_MS
+
+    def sent_metric() -> float:
+        return REGISTRY.get_sample_value("recomart_exposures_total", {"outcome": "sent"}) or 0.0
+
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log", embedded=True,
+                        topics={"x-exposures": 1, "x-clicks": 1}) as broker:
+        out = KafkaOut(broker.bootstrap, "x-exposures", "x-clicks")
+        before = sent_metric()
+        try:
+            for i in range(50):
+                assert out.log_exposure(f"r{i}", b'{"request_id": "r%d"}' % i)
+            results = out.send_events([(b"1", b'{"e": %d}' % i) for i in range(3)])
+            assert results == [None, None, None]
+        finally:
+            out.close()
+        assert out.sent == 50 and out.lost == 0
+        assert sent_metric() - before == 50
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "fast-path-test",
+                             "auto.offset.reset": "earliest"})
+        try:
+            consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in ("x-exposures",
+                                                                              "x-clicks")])
+            seen: dict[str, int] = {}
+            deadline = time.monotonic() + 60
+            while sum(seen.values()) < 53 and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    seen[msg.topic()] = seen.get(msg.topic(), 0) + 1
+        finally:
+            consumer.close()
+        assert seen == {"x-exposures": 50, "x-clicks": 3}

@@ -14,7 +14,10 @@ with the same uvicorn settings (``--workers`` workers, uvloop + httptools, no ac
 
 wrk (Debian's ``wrk``) then loads them alternately, ``--runs`` times each: RPS at 64 connections
 and p99 at 16 connections, random user ids for the API. Printed: medians, ratios to the floor,
-start-up to ready, per-worker RSS, and freshness (POST /v1/events -> Kafka -> Faust -> online
+per-run paired ratios, CPU
+per request (user+sys of the server workers, and of the broker and redis-server the API uses: the
+load average of a shared machine moves wall-clock figures far more than CPU time), start-up to
+ready (and its CPU seconds), per-worker RSS, and freshness (POST /v1/events -> Kafka -> Faust -> online
 store -> the next response shows it) p50/p99 over 40 events. Prints figures, asserts nothing.
 """
 
@@ -100,12 +103,25 @@ def wrk(url: str, connections: int, duration: float, script: Path | None) -> dic
             "socket_errors": errors.group(1) if errors else ""}
 
 
-def worker_rss_mb(proc: subprocess.Popen) -> list[float]:
-    """RSS of the uvicorn worker processes (children doing the serving) in MB."""
+def _workers(proc: subprocess.Popen) -> list[psutil.Process]:
     parent = psutil.Process(proc.pid)
     kids = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
-    procs = kids or [parent]
-    return [round(p.memory_info().rss / 1e6, 1) for p in procs]
+    return kids or [parent]
+
+
+def worker_rss_mb(proc: subprocess.Popen) -> list[float]:
+    """RSS of the uvicorn worker processes (children doing the serving) in MB."""
+    return [round(p.memory_info().rss / 1e6, 1) for p in _workers(proc)]
+
+
+def cpu_s(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of these processes (their threads included)."""
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def tree_cpu_s(proc: subprocess.Popen) -> float:
+    parent = psutil.Process(proc.pid)
+    return cpu_s([parent, *parent.children(recursive=True)])
 
 
 def main() -> None:
@@ -163,6 +179,7 @@ def main() -> None:
             api_base = f"http://127.0.0.1:{api_port}"
             wait_ready(api_base, api, alog, args.workers)
             startup = time.monotonic() - started  # from spawning the CLI: every worker ready
+            startup_cpu = tree_cpu_s(api)  # CPU the CLI and its workers spent getting there
             with open(flog, "ab") as fh:
                 floor = subprocess.Popen(
                     [str(BIN / "uvicorn"), "floor_app:app", "--app-dir", str(ROOT / "bench"),
@@ -176,19 +193,31 @@ def main() -> None:
             for base in (api_base, floor_base):  # warm up both
                 wrk(f"{base}/v1/users/1/recommendations?n=20", 16, 2, script)
             results: dict[str, dict[str, list]] = {"floor": {}, "api": {}}
+            # CPU per request at 64 connections: the servers' own CPU (workers) and, for the API,
+            # what its exposures and reads cost the broker and the redis-server on the same cores
+            servers = {"floor": _workers(floor), "api": _workers(api)}
+            helpers = [psutil.Process(broker.proc.pid), psutil.Process(redis.proc.pid)] \
+                if broker.proc is not None and redis.proc is not None else []
             for run in range(args.runs):
                 for name, base in (("floor", floor_base), ("api", api_base)):
                     url = f"{base}/v1/users/1/recommendations?n=20"
+                    c0, h0 = cpu_s(servers[name]), cpu_s(helpers)
                     hi = wrk(url, 64, args.duration, script)
+                    served = max(1.0, hi["rps"] * max(1, round(args.duration)))
+                    c1, h1 = cpu_s(servers[name]), cpu_s(helpers)
                     lo = wrk(url, 16, args.duration, script)
                     r = results[name]
+                    r.setdefault("cpu_us", []).append((c1 - c0) / served * 1e6)
+                    r.setdefault("helper_cpu_us", []).append((h1 - h0) / served * 1e6)
                     r.setdefault("rps64", []).append(hi["rps"])
                     r.setdefault("p99_16", []).append(lo["p99_ms"])
                     r.setdefault("p50_16", []).append(lo["p50_ms"])
                     r.setdefault("non2xx", []).append(hi["non2xx"] + lo["non2xx"])
                     print(f"run {run + 1} {name:5s}: {hi['rps']:8.0f} RPS @64, p50 "
                           f"{lo['p50_ms']:.2f} ms p99 {lo['p99_ms']:.2f} ms @16, non-2xx "
-                          f"{hi['non2xx'] + lo['non2xx']} {hi['socket_errors']}", flush=True)
+                          f"{hi['non2xx'] + lo['non2xx']} {hi['socket_errors']}; CPU "
+                          f"{r['cpu_us'][-1]:.0f} us/request (+ broker/redis "
+                          f"{r['helper_cpu_us'][-1]:.0f})", flush=True)
             rss = worker_rss_mb(api)
             # the Faust worker starts only now: on 2 shared cores its landing of the exposures
             # logged above would otherwise compete with the API for CPU during the load runs
@@ -236,9 +265,20 @@ def main() -> None:
           f"{med['api']['p50_16']:.2f} ms  p99 {med['api']['p99_16']:.2f} ms @16")
     print(f"ratio RPS {med['api']['rps64'] / med['floor']['rps64']:.2f}x floor (target >= 0.6), "
           f"p99 {med['api']['p99_16'] / med['floor']['p99_16']:.2f}x floor (target <= 2)")
+    paired = [a / f for a, f in zip(results["api"]["rps64"], results["floor"]["rps64"], strict=True)]
+    paired99 = [a / f for a, f in zip(results["api"]["p99_16"], results["floor"]["p99_16"],
+                                      strict=True)]
+    print(f"per-run ratios (each API run next to its floor run): RPS "
+          f"{', '.join(f'{x:.2f}' for x in paired)} (median {statistics.median(paired):.2f}); "
+          f"p99 {', '.join(f'{x:.2f}' for x in paired99)} (median {statistics.median(paired99):.2f})")
+    print(f"CPU per request @64 (user+sys of the server workers): floor "
+          f"{med['floor']['cpu_us']:.0f} us, API {med['api']['cpu_us']:.0f} us "
+          f"(+ {med['api']['helper_cpu_us']:.0f} us in the broker and redis-server); "
+          f"floor/API {med['floor']['cpu_us'] / med['api']['cpu_us']:.2f}")
     print(f"non-2xx responses: api {sum(results['api']['non2xx'])}, "
           f"floor {sum(results['floor']['non2xx'])}")
-    print(f"start-up to ready: {startup:.2f} s (target <= 5); worker RSS MB: {rss} (target <= 500)")
+    print(f"start-up to ready: {startup:.2f} s (target <= 5; {startup_cpu:.1f} CPU s in the CLI and "
+          f"its workers); worker RSS MB: {rss} (target <= 500)")
     if lags:
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
         print(f"freshness (POST /v1/events -> visible in the next response), {len(lags)} events: "

@@ -33,7 +33,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,6 +40,9 @@ from recomart.config import get_settings, is_lake_uri
 from recomart.errors import PermanentError, RecomartError, TransientError
 
 if TYPE_CHECKING:
+    # only annotations name pandas (pyarrow imports it when a frame is made): the serving
+    # workers, which never build frames, skip its ~1-2 s import
+    import pandas as pd
     from upath import UPath
 
     from recomart.config import Settings

@@ -15,13 +15,15 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from recomart.config import get_settings
 from recomart.lake import Lake
+
+if TYPE_CHECKING:  # pandas is imported where frames are built: serving never needs it
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,16 @@ def is_published(lake: Lake, name: str, version: int | str) -> bool:
 
 
 def _batched(fn, ids: Sequence[int], n: int, batch: int) -> pd.DataFrame:
+    import pandas as pd
+
     frames = [fn(list(ids[i:i + batch]), n) for i in range(0, len(ids), batch)]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _check(output: str, frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     missing = [c for c in OUTPUT_KEYS[output] if c not in frame.columns]
     if missing and len(frame):
         raise ValueError(f"{output}: model output lacks columns {missing} (has {list(frame.columns)})")

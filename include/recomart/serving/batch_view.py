@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,14 +33,37 @@ class BatchViewError(RecomartError):
     """A published folder cannot be loaded (missing manifest or output, wrong columns)."""
 
 
+#: A dense index (row per key, int32) is built when it costs at most this many slots per key.
+DENSE_SLOTS_PER_KEY = 4
+
+
 @dataclass(frozen=True)
 class Lists:
-    """``key -> (items, scores)`` best first, in flat arrays."""
+    """``key -> (items, scores)`` best first, in flat arrays.
+
+    Lookups go through memoryviews of the arrays (a Python int per element access, no numpy
+    scalar or ufunc dispatch: ~0.3 us instead of ~3-10 us for ``np.searchsorted`` here), and,
+    when the keys are dense enough (ids 0..max with max < 4 x keys + 65536), through a
+    row-per-id index instead of a binary search."""
 
     keys: np.ndarray  # int64, sorted, unique
     offsets: np.ndarray  # int64, len(keys) + 1
     items: np.ndarray  # int64
     scores: np.ndarray  # float32
+
+    def __post_init__(self) -> None:
+        keys = np.ascontiguousarray(self.keys, dtype=np.int64)
+        dense = None
+        if len(keys) and keys[0] >= 0 and keys[-1] < DENSE_SLOTS_PER_KEY * len(keys) + 65536:
+            index = np.full(int(keys[-1]) + 1, -1, np.int32)
+            index[keys] = np.arange(len(keys), dtype=np.int32)
+            dense = memoryview(index)
+        fast = object.__setattr__
+        fast(self, "_dense", dense)
+        fast(self, "_keys", memoryview(keys))
+        fast(self, "_offsets", memoryview(np.ascontiguousarray(self.offsets, dtype=np.int64)))
+        fast(self, "_items", memoryview(np.ascontiguousarray(self.items, dtype=np.int64)))
+        fast(self, "_scores", memoryview(np.ascontiguousarray(self.scores, dtype=np.float32)))
 
     @staticmethod
     def empty() -> Lists:
@@ -51,11 +75,15 @@ class Lists:
                      ranks: np.ndarray) -> Lists:
         if not len(keys):
             return Lists.empty()
-        order = np.lexsort((ranks, keys))
-        keys, items, scores = keys[order], items[order], scores[order]
-        uniq, starts = np.unique(keys, return_index=True)
+        same = keys[1:] == keys[:-1]
+        in_order = bool(np.all(keys[1:] >= keys[:-1]) and np.all(ranks[1:][same] > ranks[:-1][same]))
+        if not in_order:  # publications come in (key, rank) order: the sort is then skipped
+            order = np.lexsort((ranks, keys))
+            keys, items, scores = keys[order], items[order], scores[order]
+            same = keys[1:] == keys[:-1]
+        starts = np.flatnonzero(np.concatenate(([True], ~same)))  # first row of every key
         offsets = np.append(starts, len(keys)).astype(np.int64)
-        return Lists(uniq.astype(np.int64), offsets, items.astype(np.int64),
+        return Lists(keys[starts].astype(np.int64), offsets, items.astype(np.int64),
                      scores.astype(np.float32))
 
     def __len__(self) -> int:
@@ -65,17 +93,31 @@ class Lists:
         return self.row(key) >= 0
 
     def row(self, key: int) -> int:
-        i = int(np.searchsorted(self.keys, key))
-        return i if i < len(self.keys) and int(self.keys[i]) == key else -1
+        dense: memoryview | None = self._dense  # type: ignore[attr-defined]
+        if dense is not None:
+            return dense[key] if 0 <= key < len(dense) else -1
+        keys: memoryview = self._keys  # type: ignore[attr-defined]
+        i = bisect_left(keys, key)
+        return i if i < len(keys) and keys[i] == key else -1
 
     def get(self, key: int, n: int | None = None) -> tuple[list[int], list[float]] | None:
         i = self.row(key)
         if i < 0:
             return None
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        if n is not None:
-            b = min(b, a + n)
-        return self.items[a:b].tolist(), self.scores[a:b].tolist()
+        offsets: memoryview = self._offsets  # type: ignore[attr-defined]
+        a, b = offsets[i], offsets[i + 1]
+        if n is not None and a + n < b:
+            b = a + n
+        return self._items[a:b].tolist(), self._scores[a:b].tolist()  # type: ignore[attr-defined]
+
+    def get_items(self, key: int, n: int) -> list[int] | None:
+        """Only the items (the merge's item-to-item lookups need no scores)."""
+        i = self.row(key)
+        if i < 0:
+            return None
+        offsets: memoryview = self._offsets  # type: ignore[attr-defined]
+        a, b = offsets[i], offsets[i + 1]
+        return self._items[a:min(b, a + n)].tolist()  # type: ignore[attr-defined]
 
     @property
     def nbytes(self) -> int:
@@ -99,8 +141,7 @@ class BatchView:
         return [p for p, _ in self.popular]
 
     def similar_items(self, product_id: int, n: int) -> list[int] | None:
-        got = self.similar.get(product_id, n)
-        return got[0] if got else None
+        return self.similar.get_items(product_id, n)
 
     def knows_product(self, product_id: int) -> bool:
         return product_id in self.similar or product_id in self.audience
@@ -133,6 +174,21 @@ def _read_lists(lake: Lake, rel: str, output: str) -> Lists:
                               t[score].to_numpy().astype(np.float32, copy=False), t[rank].to_numpy())
 
 
+def popular_items(items: np.ndarray, top: int = 200) -> list[tuple[int, float]]:
+    """The ``top`` most listed items with their share of all list entries, most listed first
+    (ties by id). Non-negative ids up to 4x the entries are counted with ``bincount`` (one pass)
+    rather than ``np.unique`` (a sort of every entry)."""
+    if items.min() >= 0 and items.max() < 4 * len(items) + 65536:
+        counts = np.bincount(items)
+        ids = np.flatnonzero(counts)
+        counts = counts[ids]
+    else:
+        ids, counts = np.unique(items, return_counts=True)
+    best = np.argsort(-counts, kind="stable")[:top]
+    total = float(counts.sum())
+    return [(int(ids[i]), float(counts[i]) / total) for i in best]
+
+
 def load_view(lake: Lake, latest: dict[str, Any] | None = None) -> BatchView:
     """Load the folder ``serving/latest.json`` names (or ``latest``)."""
     latest = latest if latest is not None else read_latest(lake)
@@ -149,10 +205,7 @@ def load_view(lake: Lake, latest: dict[str, Any] | None = None) -> BatchView:
     audience = _read_lists(lake, outputs["audience"], "audience")
     popular: list[tuple[int, float]] = []
     if len(user_recs.items):
-        ids, counts = np.unique(user_recs.items, return_counts=True)
-        top = np.argsort(-counts, kind="stable")[:200]
-        total = float(counts.sum())
-        popular = [(int(ids[i]), float(counts[i]) / total) for i in top]
+        popular = popular_items(user_recs.items)
     published = manifest.get("published_at") or latest.get("updated_at")
     try:
         computed_at = datetime.fromisoformat(published).timestamp() if published else 0.0

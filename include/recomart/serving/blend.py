@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 from recomart.serving.online_store import RecentEvent
 
@@ -45,16 +47,18 @@ class MergeRules:
     cart_boost: float = 1.2
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
+class Scored(NamedTuple):
+    """A ranked candidate (a named tuple: the merge builds n of them per request)."""
+
     product_id: int
     score: float
     reason: str
 
 
-def _rank_scores(items: Sequence[int]) -> list[float]:
-    n = len(items)
-    return [1.0 - r / n for r in range(n)] if n else []
+@lru_cache(maxsize=256)
+def _rank_scores(n: int) -> tuple[float, ...]:
+    """``1 - r / n`` for r < n (the same floats as computing each one in place)."""
+    return tuple(1.0 - r / n for r in range(n))
 
 
 def merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[RecentEvent],
@@ -80,11 +84,12 @@ def merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[
     repeat = {p for p, c in bought.items() if c >= rules.buy_again_min}
     excluded = set(bought) - repeat
 
-    best: dict[int, tuple[float, str]] = {}  # product -> (score, reason)
-    length = len(items)
-    for r, pid in enumerate(items):
+    # scores, and the reason wherever it is not BATCH (two flat dicts: no tuple per candidate)
+    score: dict[int, float] = {}
+    reason: dict[int, str] = {}
+    for pid, base in zip(items, _rank_scores(len(items)), strict=True):
         if pid not in excluded:
-            best[pid] = (1.0 - r / length, BATCH)
+            score[pid] = base
     anchors: list[tuple[int, bool]] = []  # (product, carted), newest first, distinct, not bought
     seen_anchor: set[int] = set()
     for e in recent:
@@ -99,27 +104,30 @@ def merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[
             continue
         seen_anchor.add(pid)
         anchors.append((pid, e.event_type == "add_to_cart"))
+    skip = seen_anchor | excluded
     for j, (anchor, carted) in enumerate(anchors):
         sims = similar(anchor, rules.similar_per_anchor)
         if not sims:
             continue
         weight = rules.similar_weight * rules.recency_decay ** j * (rules.cart_boost if carted else 1.0)
-        k = len(sims)
-        for r, pid in enumerate(sims):
-            if pid in seen_anchor or pid in excluded:
+        for pid, base in zip(sims, _rank_scores(len(sims)), strict=True):
+            if pid in skip:
                 continue
-            score = weight * (1.0 - r / k)
-            cur = best.get(pid)
-            if cur is None or score > cur[0]:
-                best[pid] = (score, SIMILAR)
+            s = weight * base
+            cur = score.get(pid)
+            if cur is None or s > cur:
+                score[pid] = s
+                reason[pid] = SIMILAR
     for pid in repeat:
-        best[pid] = (rules.buy_again_score, BUY_AGAIN)
+        score[pid] = rules.buy_again_score
+        reason[pid] = BUY_AGAIN
     for pid, c in views.items():
-        if c >= rules.demote_views and pid not in engaged and pid in best:
-            score, reason = best[pid]
-            best[pid] = (score * rules.demote_factor, reason)
-    top = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
-    ranked = [Scored(pid, score, reason) for pid, (score, reason) in top]
+        if c >= rules.demote_views and pid not in engaged and pid in score:
+            score[pid] *= rules.demote_factor
+    # best score first, ties by product id: sort by id, then a stable sort by score (C-level keys)
+    top = sorted(score)
+    top.sort(key=score.__getitem__, reverse=True)
+    ranked = [Scored(pid, score[pid], reason.get(pid, BATCH)) for pid in top[:n]]
     return _fill(ranked, n, trending, popular, frozenset(bought))
 
 

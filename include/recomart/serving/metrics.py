@@ -8,6 +8,7 @@ answers) aggregates them all.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,6 +37,19 @@ EXPOSURES = Counter("recomart_exposures_total",
                     "Exposure records: sent (acknowledged), lost (queue full, broker down, "
                     "no broker configured)", ["outcome"])
 SWAPS = Counter("recomart_batch_view_swaps_total", "Batch views loaded and switched to")
+
+
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, cached: ``labels()`` validates and locks on every call, which
+    the hot route would otherwise pay three times per request."""
+    key = (id(metric), values)
+    got = _CHILDREN.get(key)
+    if got is None:
+        got = _CHILDREN[key] = metric.labels(*values)
+    return got
 
 
 def render() -> tuple[bytes, str]:

@@ -22,10 +22,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from recomart.errors import TransientError
 from recomart.processes import stop_group
@@ -39,8 +38,9 @@ class OnlineStoreError(TransientError):
     """The online store cannot be started or reached."""
 
 
-@dataclass(frozen=True, slots=True)
-class RecentEvent:
+class RecentEvent(NamedTuple):
+    """One recent event (a named tuple: built ~5x faster than a frozen dataclass, per request)."""
+
     product_id: int
     event_type: str
     ts: float  # epoch seconds
@@ -161,20 +161,39 @@ def merge_windows(current: Sequence[tuple[Any, float]], previous: Sequence[tuple
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
+#: One round trip for a whole micro-batch of reads: LRANGE of every key, one array reply.
+RECENT_SCRIPT = (b"local out = {} for i, key in ipairs(KEYS) do "
+                 b"out[i] = redis.call('LRANGE', key, 0, tonumber(ARGV[i])) end return out")
+
+
+def pack_command(*args: bytes) -> bytes:
+    """A command in RESP (an array of bulk strings), as redis-py's ``pack_command`` writes it."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
 class AsyncOnlineReader:
     """The API's side of the online store (redis.asyncio: a read never blocks the event loop);
-    same keys and encoding as ``OnlineStore``."""
+    same keys and encoding as ``OnlineStore``.
+
+    Concurrent reads are micro-batched, and a batch is one ``EVAL`` of ``RECENT_SCRIPT`` written
+    and read straight on a pooled redis-py connection (connect, AUTH, SELECT, TLS, timeouts and
+    error handling stay redis-py's): one command and one reply per batch. A pipeline of one
+    LRANGE per read cost ~2x the client CPU (redis-py's per-command packing, a timeout context
+    and parse per reply). A server that refuses scripts gets the pipeline."""
 
     def __init__(self, url: str, *, max_events: int = 50, window_s: int = 3600, prefix: str = "rm",
                  timeout_s: float = 0.5) -> None:
         import redis.asyncio as aioredis
+        from redis.exceptions import ResponseError
 
+        self._response_error = ResponseError
         self.url, self.max_events, self.window_s, self.prefix = url, max_events, window_s, prefix
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s,
                                               socket_connect_timeout=timeout_s)
         self._pending: list[tuple[str, int, asyncio.Future]] = []
         self._in_flight = False
         self._task: asyncio.Future | None = None
+        self.use_script = True
 
     def _key(self, kind: str, ident: Any) -> str:
         return f"{self.prefix}:{kind}:{ident}"
@@ -203,12 +222,42 @@ class AsyncOnlineReader:
             return
         self._task = asyncio.ensure_future(self._run(batch))  # referenced: not garbage-collected
 
+    async def read_script(self, reads: Sequence[tuple[str, int]]) -> list[list[bytes]]:
+        """``LRANGE key 0 stop`` for every ``(key, stop)``: one EVAL, one reply."""
+        keys = [k.encode() for k, _ in reads]
+        command = pack_command(b"EVAL", RECENT_SCRIPT, b"%d" % len(keys), *keys,
+                               *[b"%d" % stop for _, stop in reads])
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(command, check_health=False)
+            return await conn.read_response()
+        finally:
+            await pool.release(conn)
+
+    async def read_pipeline(self, reads: Sequence[tuple[str, int]]) -> list[list[bytes]]:
+        """The same reads as a pipeline of LRANGE commands."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, stop in reads:
+                pipe.lrange(key, 0, stop)
+            return await pipe.execute()
+
+    async def _read(self, reads: list[tuple[str, int]]) -> list[list[bytes]]:
+        if not self.use_script:
+            return await self.read_pipeline(reads)
+        try:
+            return await self.read_script(reads)
+        except self._response_error as exc:
+            # a server without scripting (or one key of the wrong type): try the pipeline; if it
+            # answers, scripts are what the server refuses, and the pipeline serves from now on
+            results = await self.read_pipeline(reads)
+            self.use_script = False
+            log.warning("online store %s refused EVAL (%s): reading with pipelines", self.url, exc)
+            return results
+
     async def _run(self, batch: list[tuple[str, int, asyncio.Future]]) -> None:
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key, stop, _ in batch:
-                    pipe.lrange(key, 0, stop)
-                results = await pipe.execute()
+            results = await self._read([(key, stop) for key, stop, _ in batch])
         except Exception as exc:  # every waiting request sees the failure (and falls back)
             for _, _, fut in batch:
                 if not fut.done():
@@ -266,8 +315,9 @@ class EmbeddedRedis:
     """
 
     def __init__(self, url: str | None = None, log_path: Path | None = None,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, extra_args: Sequence[str] = ()) -> None:
         self._configured = url
+        self.extra_args = list(extra_args)  # more redis-server options (tests)
         self.url = url or ""
         self.log_path = log_path
         self.workdir = workdir
@@ -286,7 +336,7 @@ class EmbeddedRedis:
             port = free_port()
             cmd = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                    "--save", "", "--appendonly", "no", "--protected-mode", "no",
-                   "--daemonize", "no", "--loglevel", "warning"]
+                   "--daemonize", "no", "--loglevel", "warning", *self.extra_args]
             if self.workdir:
                 self.workdir.mkdir(parents=True, exist_ok=True)
                 cmd += ["--dir", str(self.workdir)]

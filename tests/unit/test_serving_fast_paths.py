@@ -1,0 +1,381 @@
+"""Every faster path of the serving layer against the slower one it replaced, on the same inputs:
+the merge (two flat dicts and C-level sort keys vs. tuples and a lambda), the batch view's
+lookups (memoryviews and a dense index vs. ``np.searchsorted``)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from recomart.serving import blend
+from recomart.serving.batch_view import Lists
+from recomart.serving.online_store import RecentEvent
+
+
+def reference_merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[RecentEvent],
+          similar: Callable[[int, int], Sequence[int] | None], trending: Sequence[int],
+          popular: Sequence[int], n: int, rules: blend.MergeRules = blend.MergeRules()) -> list[blend.Scored]:
+    """The merge as first written (before the two-dict rewrite): the oracle."""
+    items = list(batch[0]) if batch is not None else []
+    if not recent:  # the common case needs none of the real-time machinery
+        length = len(items)
+        ranked = [blend.Scored(p, 1.0 - r / length, blend.BATCH) for r, p in enumerate(items[:n])]
+        return blend._fill(ranked, n, trending, popular, frozenset())
+    bought: dict[int, int] = {}
+    views: dict[int, int] = {}
+    engaged: set[int] = set()
+    for e in recent:
+        kind, pid = e.event_type, e.product_id
+        if kind == "view":
+            views[pid] = views.get(pid, 0) + 1
+        else:
+            engaged.add(pid)
+            if kind == "purchase":
+                bought[pid] = bought.get(pid, 0) + 1
+    repeat = {p for p, c in bought.items() if c >= rules.buy_again_min}
+    excluded = set(bought) - repeat
+
+    best: dict[int, tuple[float, str]] = {}  # product -> (score, reason)
+    length = len(items)
+    for r, pid in enumerate(items):
+        if pid not in excluded:
+            best[pid] = (1.0 - r / length, blend.BATCH)
+    anchors: list[tuple[int, bool]] = []  # (product, carted), newest first, distinct, not bought
+    seen_anchor: set[int] = set()
+    for e in recent:
+        if len(anchors) >= rules.anchors:
+            break
+        pid = e.product_id
+        if e.event_type == "purchase" or pid in bought:
+            continue
+        if pid in seen_anchor:
+            if e.event_type == "add_to_cart":  # a cart anywhere in the window marks the anchor
+                anchors = [(a, c or a == pid) for a, c in anchors]
+            continue
+        seen_anchor.add(pid)
+        anchors.append((pid, e.event_type == "add_to_cart"))
+    for j, (anchor, carted) in enumerate(anchors):
+        sims = similar(anchor, rules.similar_per_anchor)
+        if not sims:
+            continue
+        weight = rules.similar_weight * rules.recency_decay ** j * (rules.cart_boost if carted else 1.0)
+        k = len(sims)
+        for r, pid in enumerate(sims):
+            if pid in seen_anchor or pid in excluded:
+                continue
+            score = weight * (1.0 - r / k)
+            cur = best.get(pid)
+            if cur is None or score > cur[0]:
+                best[pid] = (score, blend.SIMILAR)
+    for pid in repeat:
+        best[pid] = (rules.buy_again_score, blend.BUY_AGAIN)
+    for pid, c in views.items():
+        if c >= rules.demote_views and pid not in engaged and pid in best:
+            score, reason = best[pid]
+            best[pid] = (score * rules.demote_factor, reason)
+    top = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
+    ranked = [blend.Scored(pid, score, reason) for pid, (score, reason) in top]
+    return blend._fill(ranked, n, trending, popular, frozenset(bought))
+
+
+
+
+def _random_case(rng: random.Random):
+    catalog = rng.choice([8, 30, 200])
+    similar = {p: rng.sample(range(1, catalog + 1), rng.randint(0, min(12, catalog)))
+               for p in range(1, catalog + 1) if rng.random() < 0.8}
+
+    def sim(p: int, k: int):
+        return similar.get(p, [])[:k] or None
+
+    batch = None
+    if rng.random() < 0.85:
+        items = rng.sample(range(1, catalog + 1), rng.randint(0, min(25, catalog)))
+        batch = (items, [1.0 - i / 30 for i in range(len(items))])
+    kinds = ("view", "view", "view", "add_to_cart", "purchase")
+    recent = [RecentEvent(rng.randint(1, catalog), rng.choice(kinds), 100.0 - i)
+              for i in range(rng.choice([0, 1, 3, 5, 12, 50]))]
+    trending = rng.sample(range(1, catalog + 1), rng.randint(0, min(10, catalog)))
+    popular = rng.sample(range(1, catalog + 1), rng.randint(0, min(20, catalog)))
+    rules = blend.MergeRules(buy_again_min=rng.choice([1, 2, 3]), demote_views=rng.choice([1, 2, 3]),
+                             anchors=rng.choice([1, 3, 5]), similar_per_anchor=rng.choice([3, 10]),
+                             recency_decay=rng.choice([0.7, 1.0]), cart_boost=rng.choice([1.0, 1.2]))
+    return batch, recent, sim, trending, popular, rng.choice([1, 5, 10, 20, 100]), rules
+
+
+def test_merge_equals_the_reference_merge_on_random_cases():
+    rng = random.Random(11)
+    differing_reasons = set()
+    for _ in range(3000):
+        case = _random_case(rng)
+        got = blend.merge(*case)
+        want = reference_merge(*case)
+        assert got == want, case
+        differing_reasons.update(s.reason for s in got)
+    # the cases reach every reason, so every branch of the rule was compared
+    assert differing_reasons == {blend.BATCH, blend.BUY_AGAIN, blend.SIMILAR, blend.TRENDING,
+                                 blend.POPULAR}
+
+
+def _reference_get(lists: Lists, key: int, n: int | None = None):
+    """``Lists.get`` as first written: a numpy binary search and array slices."""
+    i = int(np.searchsorted(lists.keys, key))
+    if not (i < len(lists.keys) and int(lists.keys[i]) == key):
+        return None
+    a, b = int(lists.offsets[i]), int(lists.offsets[i + 1])
+    if n is not None:
+        b = min(b, a + n)
+    return lists.items[a:b].tolist(), lists.scores[a:b].tolist()
+
+
+@pytest.mark.parametrize("ids", ["dense", "sparse"])
+def test_lists_lookups_equal_the_numpy_lookup(ids):
+    rng = np.random.default_rng(5)
+    n_keys = 500
+    keys = (rng.choice(2_000, n_keys, replace=False) if ids == "dense"
+            else rng.choice(np.int64(1) << 62, n_keys, replace=False))
+    per = rng.integers(1, 8, n_keys)
+    lists = Lists.from_columns(np.repeat(keys, per), rng.integers(0, 10**12, per.sum()),
+                               rng.random(per.sum()).astype(np.float32),
+                               np.concatenate([rng.permutation(k) + 1 for k in per]))
+    assert (lists._dense is not None) == (ids == "dense")  # both paths are exercised
+    probes = [int(k) for k in keys] + [int(k) + 1 for k in keys] + [0, -1, -(1 << 63),
+                                                                    (1 << 63) - 1, 1 << 70]
+    for key in probes:
+        for n in (None, 1, 3, 100):
+            want = _reference_get(lists, key, n) if -(1 << 63) <= key < (1 << 63) else None
+            assert lists.get(key, n) == want
+            assert lists.get_items(key, n or 1000) == (want[0] if want else None)
+        assert (key in lists) == (want is not None)
+    empty = Lists.empty()
+    assert empty.get(1) is None and empty.get_items(1, 5) is None and 1 not in empty
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    from recomart.serving.online_store import EmbeddedRedis
+
+    with EmbeddedRedis(log_path=tmp_path / "redis.log") as r:
+        yield r.url
+
+
+def _fill_store(url: str):
+    from recomart.serving.online_store import OnlineStore
+
+    store = OnlineStore(url, max_events=50, ttl_s=600, window_s=60)
+    rng = random.Random(3)
+    n = 400
+    users = [rng.randint(1, 40) for _ in range(n)]
+    sessions = [rng.choice(["s1", "s 2", "sé|3", "x" * 128]) for _ in range(n)]
+    store.record(users, sessions, [rng.randint(1, 99) for _ in range(n)],
+                 [rng.choice(["view", "add_to_cart", "purchase"]) for _ in range(n)],
+                 [1_000_000.0 + i for i in range(n)], [f"e{i}" for i in range(n)])
+    store.client.set("rm:u:wrongtype", "a string, not a list")
+    return store
+
+
+def test_online_reads_by_script_equal_the_pipeline_and_the_sync_store(store_url):
+    import asyncio
+
+    from recomart.serving.online_store import AsyncOnlineReader, unpack_events
+
+    store = _fill_store(store_url)
+    reads = ([(f"rm:u:{u}", stop) for u in range(0, 45) for stop in (0, 4, 49)]
+             + [(f"rm:s:{s}", 9) for s in ("s1", "s 2", "sé|3", "x" * 128, "none")])
+
+    async def scenario():
+        reader = AsyncOnlineReader(store_url)
+        try:
+            by_script = await reader.read_script(reads)
+            by_pipeline = await reader.read_pipeline(reads)
+            # concurrent requests: micro-batched into one script call, each gets its own list
+            users = list(range(0, 45))
+            batched = await asyncio.gather(*[reader.recent_user(u) for u in users])
+            assert reader.use_script
+            # a key of the wrong type fails its batch on both paths and leaves scripts on
+            for read in (reader.read_script, reader.read_pipeline):
+                with pytest.raises(Exception, match="WRONGTYPE"):
+                    await read([("rm:u:1", 9), ("rm:u:wrongtype", 9)])
+            with pytest.raises(Exception, match="WRONGTYPE"):
+                await reader.recent_user("wrongtype")
+            assert reader.use_script
+            return by_script, by_pipeline, users, batched
+        finally:
+            await reader.close()
+
+    by_script, by_pipeline, users, batched = asyncio.run(scenario())
+    assert by_script == by_pipeline
+    assert sum(len(r) for r in by_script) > 300  # the reads found data, not only empty lists
+    for u, got in zip(users, batched, strict=True):
+        assert got == store.recent_user(u) == unpack_events(store.client.lrange(f"rm:u:{u}", 0, 49))
+
+
+def test_online_reads_fall_back_to_pipelines_when_the_server_refuses_scripts(tmp_path):
+    import asyncio
+
+    from recomart.serving.online_store import AsyncOnlineReader, EmbeddedRedis
+
+    with EmbeddedRedis(log_path=tmp_path / "redis.log", extra_args=["--rename-command", "EVAL", ""]) as r:
+        store = _fill_store(r.url)
+
+        async def scenario():
+            reader = AsyncOnlineReader(r.url)
+            try:
+                first = await asyncio.gather(*[reader.recent_user(u) for u in range(1, 41)])
+                assert not reader.use_script  # the refused EVAL switched the reader over
+                again = await asyncio.gather(*[reader.recent_user(u) for u in range(1, 41)])
+                return first, again
+            finally:
+                await reader.close()
+
+        first, again = asyncio.run(scenario())
+        want = [store.recent_user(u) for u in range(1, 41)]
+        assert first == want and again == want and any(want)
+
+
+def test_pack_command_writes_what_redis_py_writes():
+    from redis.asyncio.connection import Connection
+
+    from recomart.serving.online_store import RECENT_SCRIPT, pack_command
+
+    args = [b"EVAL", RECENT_SCRIPT, b"2", b"rm:u:1", "rm:s:sé|3".encode(), b"49", b"0"]
+    assert pack_command(*args) == b"".join(Connection().pack_command(*args))
+    assert pack_command(b"LRANGE", b"", b"0", b"-1") == b"".join(
+        Connection().pack_command(b"LRANGE", b"", b"0", b"-1"))
+
+
+def test_the_starlette_hot_route_answers_like_the_fastapi_route(lake, store_url):
+    from fastapi.testclient import TestClient
+
+    from recomart.config import Settings
+    from recomart.serving.app import create_app
+    from recomart.serving.synthetic import publish_synthetic
+
+    _fill_store(store_url)  # users 1..40 have recent events: the merge runs in full
+    settings = Settings(lake_root=lake.root, online_store_url=store_url, serving_reload_poll_s=0.1)
+    paths = ["/v1/users/1/recommendations", "/v1/users/7/recommendations?n=3",
+             "/v1/users/39/recommendations?n=100", "/v1/users/999/recommendations?n=4",
+             "/v1/users/0/recommendations", "/v1/users/-1/recommendations",
+             "/v1/users/abc/recommendations", "/v1/users/99999999999999999999/recommendations",
+             f"/v1/users/{(1 << 63) - 1}/recommendations", "/v1/users/5/recommendations?n=0",
+             "/v1/users/5/recommendations?n=101", "/v1/users/5/recommendations?n=x",
+             "/v1/users/5/recommendations?n=2&n=3", "/v1/users/5/recommendations/",
+             "/v1/users//recommendations"]
+
+    def answers(client):
+        out = []
+        for method in ("GET", "HEAD", "POST"):
+            for path in paths:
+                r = client.request(method, path)
+                body = r.json() if r.content else None
+                if isinstance(body, dict):
+                    body.pop("request_id", None)
+                out.append((method, path, r.status_code, body))
+        return out
+
+    got = {}
+    for fast in (True, False):
+        with TestClient(create_app(settings, fast_route=fast)) as client:
+            before = answers(client)  # nothing published: 503s (and the 4xx of bad input)
+            publish_synthetic(lake, users=40, products=30, n=10, version=1)
+            deadline = time.monotonic() + 15
+            while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            got[fast] = (before, answers(client))
+            (lake.root / "serving" / "latest.json").unlink()
+    assert got[True] == got[False]
+    before, after = got[True]
+    statuses = {(m, s) for m, _, s, _ in after}
+    assert {("GET", 200), ("GET", 422), ("GET", 404), ("HEAD", 405), ("POST", 405)} <= statuses
+    assert any(s == 503 for _, _, s, _ in before)
+    fresh = [b["fresh_events"] for m, _, s, b in after if m == "GET" and s == 200]
+    assert max(fresh) > 0  # the online store's events reached the merge on both paths
+
+
+def _reference_from_columns(keys, items, scores, ranks):
+    """``Lists.from_columns`` as first written: always a lexsort and ``np.unique``."""
+    order = np.lexsort((ranks, keys))
+    keys, items, scores = keys[order], items[order], scores[order]
+    uniq, starts = np.unique(keys, return_index=True)
+    return uniq, np.append(starts, len(keys)), items, scores.astype(np.float32)
+
+
+def _reference_popular(items, top=200):
+    ids, counts = np.unique(items, return_counts=True)
+    best = np.argsort(-counts, kind="stable")[:top]
+    return [(int(ids[i]), float(counts[i]) / float(counts.sum())) for i in best]
+
+
+@pytest.mark.parametrize("order", ["published", "shuffled"])
+@pytest.mark.parametrize("ids", ["dense", "sparse"])
+def test_building_lists_and_popular_equals_the_sorting_build(order, ids):
+    from recomart.serving.batch_view import popular_items
+
+    rng = np.random.default_rng(9)
+    n_keys = 3000
+    keys = np.sort(rng.choice(10_000 if ids == "dense" else np.int64(1) << 60, n_keys, replace=False))
+    per = rng.integers(1, 25, n_keys)
+    k = np.repeat(keys, per)
+    r = np.concatenate([np.arange(1, c + 1) for c in per])
+    items = rng.integers(0, 500 if ids == "dense" else 1 << 60, len(k))
+    scores = rng.random(len(k))
+    if order == "shuffled":
+        perm = rng.permutation(len(k))
+        k, r, items, scores = k[perm], r[perm], items[perm], scores[perm]
+    got = Lists.from_columns(k, items, scores, r)
+    want = _reference_from_columns(k, items, scores, r)
+    for a, b in zip((got.keys, got.offsets, got.items, got.scores), want, strict=True):
+        assert np.array_equal(a, b)
+    assert popular_items(got.items) == _reference_popular(got.items)
+    # a key whose ranks repeat or go down is not "in order": it is sorted like the rest
+    bumpy = Lists.from_columns(np.array([1, 1, 2]), np.array([10, 11, 20]),
+                               np.array([0.5, 0.9, 0.1]), np.array([2, 1, 1]))
+    assert bumpy.get(1)[0] == [11, 10]
+
+
+def test_exposures_and_events_go_through_their_own_producers(tmp_path):
+    """Exposures on the lingering producer, events on the prompt one: every exposure is counted
+    sent once acknowledged (the metric moves in steps from the poll thread), every event is acked
+    before ``send_events`` returns, and both land on their topics."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from prometheus_client import REGISTRY
+
+    from recomart.serving.kafka_out import EVENT_LINGER_MS, EXPOSURE_LINGER_MS, KafkaOut
+    from recomart.streaming.broker import EmbeddedBroker
+
+    assert EVENT_LINGER_MS < EXPOSURE_LINGER_MS
+
+    def sent_metric() -> float:
+        return REGISTRY.get_sample_value("recomart_exposures_total", {"outcome": "sent"}) or 0.0
+
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log", embedded=True,
+                        topics={"x-exposures": 1, "x-clicks": 1}) as broker:
+        out = KafkaOut(broker.bootstrap, "x-exposures", "x-clicks")
+        before = sent_metric()
+        try:
+            for i in range(50):
+                assert out.log_exposure(f"r{i}", b'{"request_id": "r%d"}' % i)
+            results = out.send_events([(b"1", b'{"e": %d}' % i) for i in range(3)])
+            assert results == [None, None, None]
+        finally:
+            out.close()
+        assert out.sent == 50 and out.lost == 0
+        assert sent_metric() - before == 50
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "fast-path-test",
+                             "auto.offset.reset": "earliest"})
+        try:
+            consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in ("x-exposures",
+                                                                              "x-clicks")])
+            seen: dict[str, int] = {}
+            deadline = time.monotonic() + 60
+            while sum(seen.values()) < 53 and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    seen[msg.topic()] = seen.get(msg.topic(), 0) + 1
+        finally:
+            consumer.close()
+        assert seen == {"x-exposures": 50, "x-clicks": 3}

@@ -44,3 +44,78 @@ def test_normalize_events_matches_the_object_array_reference(timestamps, with_ty
     if with_types:
         df["event_type"] = ["rating", "view", "rating", "purchase", "add_to_cart", "rating"]
     pd.testing.assert_frame_equal(normalize_events(df), _normalize_events_reference(df))
+
+
+# ---- top-n over threads ---------------------------------------------------------------------
+def test_threaded_top_n_equals_the_single_threaded_selection(monkeypatch):
+    from recomart.models import base
+
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.standard_normal((37, 500)), 1)  # many ties
+    scores[rng.random(scores.shape) < 0.1] = -np.inf
+    expected = base._top_n(scores, 20)
+    monkeypatch.setattr(base, "PARALLEL_TOP_N_CELLS", 1)
+    monkeypatch.setattr(base, "worker_threads", lambda: 3)
+    got = base.top_n(scores, 20)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+# ---- fits reused by content digest ----------------------------------------------------------
+def _events(n_users: int = 60, n_items: int = 30, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [(u, int(i), pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(hours=int(h)),
+             float(rng.integers(1, 6)))
+            for u in range(n_users)
+            for i, h in zip(rng.choice(n_items, 8, replace=False), rng.integers(0, 2000, 8),
+                            strict=True)]
+    return pd.DataFrame(rows, columns=["user_id", "product_id", "timestamp", "rating"])
+
+
+def test_svd_fit_reused_only_for_identical_ratings_and_params():
+    from recomart.models.svd import SVD_FITS, SVDRecommender
+
+    params = {"n_factors": 4, "n_epochs": 5}
+    events = _events()
+    SVD_FITS.clear()
+    fresh = SVDRecommender(params, seed=1).fit(events)
+    hits = SVD_FITS.hits
+    again = SVDRecommender(params, seed=1).fit(events.sample(frac=1.0, random_state=2))
+    assert SVD_FITS.hits == hits + 1  # same ratings in another row order: the same pairs
+    for attr in ("bu_", "pu_", "bi_", "qi_"):
+        np.testing.assert_array_equal(getattr(again, attr), getattr(fresh, attr))
+    SVD_FITS.clear()  # the reference: Surprise fitted again from scratch
+    ref = SVDRecommender(params, seed=1).fit(events)
+    np.testing.assert_array_equal(ref.pu_, fresh.pu_)
+    misses = SVD_FITS.misses
+    SVDRecommender({**params, "n_epochs": 6}, seed=1).fit(events)
+    SVDRecommender(params, seed=2).fit(events)
+    changed = events.assign(rating=events["rating"].where(events.index != 0, 1.0 if
+                                                          events.loc[0, "rating"] != 1 else 2.0))
+    SVDRecommender(params, seed=1).fit(changed)
+    assert SVD_FITS.misses == misses + 3  # other params, seed or ratings: fitted anew
+
+
+def test_ease_weights_reused_only_for_the_same_matrix_and_lambda():
+    from recomart.models.baselines import EASE_FITS, EASERecommender, ease_weights
+
+    events = _events()
+    EASE_FITS.clear()
+    a = EASERecommender(lam=10.0).fit(events)
+    b = EASERecommender(lam=10.0).fit(events)
+    assert EASE_FITS.hits == 1
+    np.testing.assert_array_equal(b.weights_, ease_weights(a.im_.matrix[:, a.cols_], 10.0))
+    c = EASERecommender(lam=11.0).fit(events)
+    d = EASERecommender(lam=10.0).fit(events.loc[events["user_id"] != 0])
+    assert EASE_FITS.misses == 3
+    assert not np.array_equal(c.weights_, a.weights_) and d.weights_.shape == a.weights_.shape
+
+
+def test_parallel_svd_grid_search_gives_the_sequential_result():
+    from recomart.models.svd import tune_svd
+
+    grid = {"n_factors": [2, 4], "n_epochs": [5], "lr_all": [0.01], "reg_all": [0.05, 0.1]}
+    events = _events(80, 40)
+    seq = tune_svd(events, grid, seed=3, n_jobs=1)
+    par = tune_svd(events, grid, seed=3, n_jobs=2)
+    assert par == seq

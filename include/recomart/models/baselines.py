@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.linalg import lapack
 
 from recomart.models.base import Recommender
+from recomart.models.memo import FitMemo, digest
 
 log = logging.getLogger(__name__)
 OUTSIDE_SCORE = -1e6
@@ -59,6 +60,10 @@ def ease_weights(x, lam: float) -> np.ndarray:
     return b
 
 
+#: EASE weights by a digest of (binary matrix, lambda): see ``recomart.models.memo``.
+EASE_FITS = FitMemo("ease", maxsize=3)
+
+
 class EASERecommender(Recommender):
     """EASE on the ``max_items`` most popular items; ``lam`` is the L2 penalty."""
 
@@ -76,7 +81,10 @@ class EASERecommender(Recommender):
             keep = np.arange(n_items)
         self.cols_ = keep
         x = self.im_.matrix[:, keep]
-        self.weights_ = ease_weights(x, self.lam)
+        # closed form: the same matrix and lambda give the same weights (e.g. the EASE baseline and
+        # the hybrid's final EASE source, or the lambda search and the hybrid's ranker split)
+        key = digest(x.indptr, x.indices, x.data, np.asarray(x.shape), extra=float(self.lam))
+        self.weights_ = EASE_FITS.get_or_fit(key, lambda: ease_weights(x, self.lam))
         log.info("EASE fitted on %d items (lambda=%s)", len(keep), self.lam)
 
     def score(self, rows: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dag_timing import run_dag_timed  # noqa: E402
+from dag_timing import run_dag_timed
 
 END = date(2024, 6, 30)
 

@@ -119,3 +119,20 @@ def test_parallel_svd_grid_search_gives_the_sequential_result():
     seq = tune_svd(events, grid, seed=3, n_jobs=1)
     par = tune_svd(events, grid, seed=3, n_jobs=2)
     assert par == seq
+
+
+def test_listed_ratings_svd_learns_exactly_what_surprise_svd_learns():
+    from surprise import SVD
+
+    from recomart.models.data import to_pairs
+    from recomart.models.surprise_svd import ListedRatingsSVD
+    from recomart.models.svd import surprise_dataset
+
+    trainset = surprise_dataset(to_pairs(_events(70, 35, seed=5))).build_full_trainset()
+    ref = SVD(biased=True, random_state=4, n_factors=6, n_epochs=7).fit(trainset)
+    fast = ListedRatingsSVD(biased=True, random_state=4, n_factors=6, n_epochs=7).fit(trainset)
+    for attr in ("bu", "bi", "pu", "qi"):
+        np.testing.assert_array_equal(getattr(fast, attr), getattr(ref, attr))
+    assert fast.predict(trainset.to_raw_uid(0), trainset.to_raw_iid(0)).est == \
+        ref.predict(trainset.to_raw_uid(0), trainset.to_raw_iid(0)).est
+    assert "all_ratings" not in vars(trainset)  # the trainset is left as it was

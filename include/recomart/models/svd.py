@@ -61,7 +61,7 @@ class SVDRecommender(Recommender):
         self.mu_, self.bu_, self.pu_, self.bi_, self.qi_, self.rating_scale_ = fitted
 
     def _surprise_fit(self, pairs: pd.DataFrame) -> tuple:
-        from surprise import SVD
+        from recomart.models.surprise_svd import ListedRatingsSVD as SVD
 
         data = surprise_dataset(pairs)
         trainset = data.build_full_trainset()
@@ -96,10 +96,10 @@ def tune_svd(interactions: pd.DataFrame, grid: dict[str, list] | None = None, se
 
     The grid points are independent seeded fits, so they run in ``n_jobs`` processes (default:
     one per core, at most 4 or the grid size); the result does not depend on it."""
-    from surprise import SVD
     from surprise.model_selection import GridSearchCV, ShuffleSplit
 
     from recomart.models.base import worker_threads
+    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
 
     grid = {**(grid or SVD_GRID), "random_state": [seed]}
     points = int(np.prod([len(v) for v in grid.values()]))
@@ -118,8 +118,9 @@ def tune_svd(interactions: pd.DataFrame, grid: dict[str, list] | None = None, se
 def rating_cv(interactions: pd.DataFrame, params: dict[str, Any] | None = None, folds: int = 5,
               seed: int = 42) -> dict[str, float]:
     """RMSE/MAE of BiasedSVD from Surprise ``cross_validate`` with ``KFold(folds)``."""
-    from surprise import SVD
     from surprise.model_selection import KFold, cross_validate
+
+    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
 
     params = {**DEFAULT_SVD_PARAMS, **(params or {})}
     res = cross_validate(SVD(biased=True, random_state=seed, **params),
@@ -134,8 +135,10 @@ def nested_rating_cv(interactions: pd.DataFrame, folds: int = 5, seed: int = 42,
     """RMSE/MAE of BiasedSVD by **nested** k-fold CV: the grid search runs inside each outer fold
     (on that fold's training part only), so the figure is not optimistic; Surprise's default SVD
     is scored on the same outer folds."""
-    from surprise import SVD, accuracy
+    from surprise import accuracy
     from surprise.model_selection import GridSearchCV, KFold, ShuffleSplit
+
+    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
 
     data = surprise_dataset(to_pairs(interactions))
     grid = {**(grid or SVD_GRID), "random_state": [seed]}

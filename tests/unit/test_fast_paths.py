@@ -136,3 +136,63 @@ def test_listed_ratings_svd_learns_exactly_what_surprise_svd_learns():
     assert fast.predict(trainset.to_raw_uid(0), trainset.to_raw_iid(0)).est == \
         ref.predict(trainset.to_raw_uid(0), trainset.to_raw_iid(0)).est
     assert "all_ratings" not in vars(trainset)  # the trainset is left as it was
+
+
+# ---- publishing outputs of the hybrid ---------------------------------------------------------
+FAST_HYBRID = {"svd": {"n_factors": 4, "n_epochs": 10}, "ease_lam": 20.0,
+               "ranker": {"n_estimators": 20}, "ranker_grid": [{}], "min_segment_users": 5,
+               "candidates": {"ease": 10, "svd": 5, "cooc": 8, "content": 5, "pop": 5}}
+
+
+@pytest.fixture(scope="module")
+def small_hybrid():
+    from recomart.models.hybrid import HybridRecommender
+
+    events = _events(120, 40, seed=9)
+    products = pd.DataFrame({"product_id": np.arange(45),  # 40..44: nobody touched them
+                             "title": [f"item {i % 7} word{i % 5}" for i in range(45)],
+                             "category": [["A", "B", "C"][i % 3] for i in range(45)]})
+    return HybridRecommender(FAST_HYBRID).fit(events, products)
+
+
+def _audience_reference(model, product_ids, n: int = 100, batch_size: int = 256) -> pd.DataFrame:
+    """The former ``HybridRecommender.audience``: float64 scores filled with -inf per batch."""
+    from recomart.models.base import _top_n, batches
+
+    product_ids = np.asarray(product_ids, dtype="int64")
+    ease = model.sources_.ease_
+    x = model.im_.matrix
+    x_ease = x[:, ease.cols_].tocsr()
+    xt = x.T.tocsr()
+    cols = model.im_.item_index(product_ids)
+    ease_pos = np.minimum(np.searchsorted(ease.cols_, np.maximum(cols, 0)), len(ease.cols_) - 1)
+    in_ease = (cols >= 0) & (ease.cols_[ease_pos] == cols)
+    frames = []
+    for sl in batches(len(product_ids), batch_size):
+        pids, col, pos, ok = product_ids[sl], cols[sl], ease_pos[sl], in_ease[sl]
+        score = np.full((len(pids), x.shape[0]), -np.inf)
+        if ok.any():
+            score[ok] = np.asarray(x_ease @ ease.weights_[:, pos[ok]]).T
+        if (~ok).any():
+            sim = model.content_.similarity(model.sources_.profiles_, pids[~ok]).T
+            score[~ok] = np.where(sim > 0, sim, -np.inf)
+        known = np.flatnonzero(col >= 0)
+        if len(known):
+            r, c = xt[col[known]].nonzero()
+            score[known[r], c] = -np.inf
+        idx, sc = _top_n(score, n)
+        valid = np.isfinite(sc)
+        frames.append(pd.DataFrame({
+            "product_id": np.repeat(pids, idx.shape[1]).reshape(idx.shape)[valid],
+            "user_id": model.im_.user_ids[idx[valid]], "score": sc[valid],
+            "rank": np.cumsum(valid, axis=1)[valid].astype("int64")}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_audience_equals_the_float64_reference(small_hybrid):
+    products = np.arange(45)
+    for n, batch in ((100, 256), (7, 4)):
+        got = small_hybrid.audience(products, n=n, batch_size=batch)
+        ref = _audience_reference(small_hybrid, products, n=n, batch_size=batch)
+        pd.testing.assert_frame_equal(got, ref)
+        assert set(got["product_id"]) >= set(range(40, 45))  # new items reach users by content

@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
         if airflow_log.exists():
             timed["tasks_s"] = task_seconds(airflow_log.read_text(encoding="utf-8", errors="replace"))
         result[dag_id] = {k: v for k, v in timed.items() if k != "output_tail"}
-        print(f"{dag_id:<18} {timed['wall_s']:>8.2f} s   peak tree RSS {timed['peak_tree_rss_mb']:>8.1f} MB"
-              f"   largest process {timed['peak_process_rss_mb']} MB   exit {timed['returncode']}",
-              file=sys.stderr)
+        print(f"{dag_id:<18} {timed['wall_s']:>8.2f} s wall  {timed['cpu_s']:>8.2f} s CPU   "
+              f"peak tree RSS {timed['peak_tree_rss_mb']:>8.1f} MB   largest process "
+              f"{timed['peak_process_rss_mb']} MB   exit {timed['returncode']}   "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
         if timed["returncode"] != 0:
             print(timed["output_tail"], file=sys.stderr)
             break

@@ -59,9 +59,10 @@ def tree_rss_mb(pid: int) -> float:
 
 def run_timed(cmd: Sequence[str], env: Mapping[str, str] | None = None, *,
               interval: float = 0.25, log_path: Path | None = None) -> dict[str, Any]:
-    """Run ``cmd`` to completion: ``{"cmd", "returncode", "wall_s", "peak_tree_rss_mb",
+    """Run ``cmd`` to completion: ``{"cmd", "returncode", "wall_s", "cpu_s", "peak_tree_rss_mb",
     "peak_process_rss_mb", "output_tail"}`` (output goes to ``log_path`` when given)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage0.ru_maxrss
     out = open(log_path, "w", encoding="utf-8") if log_path else subprocess.PIPE  # noqa: SIM115
     started = time.perf_counter()
     proc = subprocess.Popen(list(cmd), env=dict(env) if env is not None else None, stdout=out,
@@ -83,8 +84,12 @@ def run_timed(cmd: Sequence[str], env: Mapping[str, str] | None = None, *,
     if log_path:
         out.close()
         text = Path(log_path).read_text(encoding="utf-8", errors="replace")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = usage.ru_maxrss
+    cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
     return {"cmd": " ".join(cmd), "returncode": proc.returncode, "wall_s": round(wall, 2),
+            # CPU seconds of the whole tree: a figure a busy shared machine distorts far less
+            "cpu_s": round(cpu, 2),
             "peak_tree_rss_mb": round(peak[0], 1),
             # the kernel's figure for the largest child process so far (0 when an earlier, bigger
             # child already set it: it is a running maximum over every waited-for child)

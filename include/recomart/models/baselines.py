@@ -97,15 +97,17 @@ class EASERecommender(Recommender):
 def tune_ease(train_events: pd.DataFrame, lambdas: Sequence[float] = (50, 150, 400, 1000),
               max_items: int = 4000, relevance="auto", holdout: float = 0.2) -> dict:
     """Pick lambda by NDCG@10 on a per-user time split of the training events."""
+    from recomart.models.data import to_pairs
     from recomart.models.metrics import ranking_metrics
     from recomart.models.split import temporal_split
 
     split = temporal_split(train_events, holdout=holdout, relevance=relevance)
     rel = split.test.loc[split.test["relevant"]]
     users = rel["user_id"].unique()
+    pairs = to_pairs(split.train)  # once for every lambda (``fit`` takes pairs as they are)
     results = {}
     for lam in lambdas:
-        model = EASERecommender(lam=lam, max_items=max_items).fit(split.train)
+        model = EASERecommender(lam=lam, max_items=max_items).fit(pairs)
         recs = model.recommend(users, n=20)
         results[float(lam)] = ranking_metrics(recs, rel, len(model.item_ids))["ndcg@10"]
         log.info("EASE lambda=%s validation NDCG@10=%.4f", lam, results[float(lam)])

@@ -59,4 +59,6 @@ class FitMemo:
         return value
 
     def clear(self) -> None:
+        """Forget every stored fit and reset the hit/miss counts."""
         self._items.clear()
+        self.hits = self.misses = 0

@@ -196,3 +196,59 @@ def test_audience_equals_the_float64_reference(small_hybrid):
         ref = _audience_reference(small_hybrid, products, n=n, batch_size=batch)
         pd.testing.assert_frame_equal(got, ref)
         assert set(got["product_id"]) >= set(range(40, 45))  # new items reach users by content
+
+
+def _candidates_reference(src, user_ids, k, repeat=False):
+    """The former ``CandidateSources.candidates`` core (no ``at``): one users x items rank array
+    per source, ranks gathered from them."""
+    from recomart.models.base import _top_n
+    from recomart.models.candidates import REPEAT_SOURCES, SOURCES
+
+    user_ids = np.asarray(user_ids, dtype="int64")
+    rows = src.im_.user_index(user_ids)
+    ks = k if isinstance(k, dict) else dict.fromkeys(SOURCES, k)
+    repeat_cols = repeat or ks.get("buy_again", 0) > 0
+    sources = SOURCES if repeat_cols else tuple(s for s in SOURCES if s not in REPEAT_SOURCES)
+    sc = src.scores(rows, buy_again=repeat_cols)
+    sc["ease"] = src.ease_.score(rows).astype(np.float32)  # the float64 path, cast
+    seen_r, seen_c = src.im_.matrix[rows].nonzero()
+    mask = np.zeros((len(rows), src.im_.matrix.shape[1]), dtype=bool)
+    ranks = {}
+    for name in sources:
+        s = np.array(sc[name], dtype=np.float32)
+        if name not in REPEAT_SOURCES and not repeat:
+            s[seen_r, seen_c] = -np.inf
+        kk = ks.get(name, 0)
+        rank = np.full(s.shape, kk + 1, dtype=np.int16)
+        if kk > 0:
+            idx, top = _top_n(s, kk)
+            ok = np.isfinite(top)
+            rr = np.repeat(np.arange(len(rows)), idx.shape[1]).reshape(idx.shape)
+            rank[rr[ok], idx[ok]] = np.arange(1, idx.shape[1] + 1)[None, :].repeat(len(rows), 0)[ok]
+            mask[rr[ok], idx[ok]] = True
+        ranks[name] = rank
+    r, c = mask.nonzero()
+    cols = {"user_id": user_ids[r], "product_id": src.im_.item_ids[c]}
+    for name in sources:
+        cols[f"{name}_score"] = np.asarray(sc[name][r, c], dtype=np.float32)
+        cols[f"{name}_rank"] = ranks[name][r, c]
+    if repeat_cols:
+        cols["buy_again_score"] = np.where(np.isfinite(cols["buy_again_score"]),
+                                           cols["buy_again_score"], 0.0).astype(np.float32)
+        cols.update(src.buy_again_features(rows[r], c, None))
+        cols.update(src.history_features(rows[r], c, None))
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.parametrize(("k", "repeat"), [
+    ({"ease": 10, "svd": 5, "cooc": 8, "content": 5, "pop": 5}, False),
+    ({"ease": 10, "svd": 0, "cooc": 8, "content": 5, "pop": 5, "buy_again": 6}, True),
+    (7, False),
+])
+def test_candidates_equal_the_rank_array_reference(small_hybrid, k, repeat):
+    src = small_hybrid.sources_
+    users = src.im_.user_ids[::2]
+    got = src.candidates(users, k, repeat=repeat)
+    ref = _candidates_reference(src, users, k, repeat=repeat)
+    pd.testing.assert_frame_equal(got[ref.columns], ref)
+    assert small_hybrid.sources_.ease_.score(np.arange(3), dtype=np.float32).dtype == np.float32

@@ -252,3 +252,16 @@ def test_candidates_equal_the_rank_array_reference(small_hybrid, k, repeat):
     ref = _candidates_reference(src, users, k, repeat=repeat)
     pd.testing.assert_frame_equal(got[ref.columns], ref)
     assert small_hybrid.sources_.ease_.score(np.arange(3), dtype=np.float32).dtype == np.float32
+
+
+def test_clear_fit_memos_empties_both_memos():
+    from recomart.models.baselines import EASE_FITS, EASERecommender
+    from recomart.models.memo import clear_fit_memos
+    from recomart.models.svd import SVD_FITS, SVDRecommender
+
+    events = _events(30, 20, seed=1)
+    EASERecommender(lam=5.0).fit(events)
+    SVDRecommender({"n_factors": 2, "n_epochs": 2}).fit(events)
+    assert len(EASE_FITS) and len(SVD_FITS)
+    clear_fit_memos()
+    assert len(EASE_FITS) == len(SVD_FITS) == 0

@@ -58,7 +58,19 @@ class FitMemo:
             self._items.popitem(last=False)
         return value
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def clear(self) -> None:
         """Forget every stored fit and reset the hit/miss counts."""
         self._items.clear()
         self.hits = self.misses = 0
+
+
+def clear_fit_memos() -> None:
+    """Drop every stored fit (the end of a training run: a long-lived worker keeps no factors)."""
+    from recomart.models.baselines import EASE_FITS
+    from recomart.models.svd import SVD_FITS
+
+    for memo in (SVD_FITS, EASE_FITS):
+        memo.clear()

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     from recomart.ingestion import ingest_csv_sources
     from recomart.lake import Lake
     from recomart.sources.generator import generate
-    from recomart.validation import validate_all
+    from recomart.validation import publish_validated, validate_all
 
     ds = "2024-06-29"
     stages: dict[str, float] = {}
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     lake = Lake()
     ingest_csv_sources(lake, ds, work / "source")
     validate_all(lake, ds, "bench")
+    publish_validated(lake, ds, "bench")  # write-audit-publish: features read published data only
     build_features(lake, ds, "bench")
     t = stage("batch (prepare lake)", t)
     start = t

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -44,13 +45,20 @@ def main(argv: list[str] | None = None) -> dict:
     size = ({"users": 5_000, "products": 1_000, "days": 30} if args.small
             else {"users": 100_000, "products": 10_000, "days": 90})
     stages: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     rss: dict[str, float] = {}
+    cpu_at = [time.process_time()]
 
     def stage(name: str, t0: float) -> float:
-        now = time.perf_counter()
+        # CPU seconds (all threads of this process; the SVD grid's worker processes are not in
+        # it) beside wall time: on a shared, busy machine the wall time alone misleads
+        now, used = time.perf_counter(), time.process_time()
         stages[name] = round(now - t0, 2)
+        cpu[name] = round(used - cpu_at[0], 2)
+        cpu_at[0] = used
         rss[name] = round(peak_rss_mb(), 1)
-        print(f"{name:<28} {stages[name]:>9.2f} s   peak RSS {rss[name]:>8.1f} MB", file=sys.stderr)
+        print(f"{name:<28} {stages[name]:>9.2f} s   CPU {cpu[name]:>9.2f} s   peak RSS "
+              f"{rss[name]:>8.1f} MB   load {os.getloadavg()[0]:.1f}", file=sys.stderr)
         return now
 
     data_dir = args.data or Path(tempfile.mkdtemp(prefix="recomart-bench-"))
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         "size": size, "events": len(events), "train_events": len(split.train),
         "train_pairs": len(pairs), "users": len(all_users),
         "items": len(model.item_ids), "ease_items": min(args.ease_items, len(model.item_ids)),
-        "stages_s": stages, "hybrid_stages_s": model.timings_, "peak_rss_mb": rss,
+        "stages_s": stages, "stages_cpu_s": cpu, "hybrid_stages_s": model.timings_, "peak_rss_mb": rss,
         "recommend_users_per_s": round(len(all_users) / max(stages["recommend_all_users"], 1e-9)),
         "similar_items_rows": len(sims), "audience_rows": len(audience),
         "training_info": model.training_info_,

@@ -354,6 +354,9 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
         example = pd.DataFrame({"user_id": [*known, int(ids["user_id"].max()) + 1]})
         headline = {**headline, "train_seconds": round(time.perf_counter() - started, 2)}
         model_uri = registry.log_model_artifact(model, example, metrics=headline)
+    from recomart.models.memo import clear_fit_memos
+
+    clear_fit_memos()  # the fits reused within this run are not needed after it
     return _train_summary(ds, run_id, model_uri, headline, reused=False,
                           run=registry.get_run(run_id))
 

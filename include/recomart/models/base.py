@@ -7,6 +7,7 @@ training catalog); top-n selection, seen-item exclusion and cold-start users liv
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -25,11 +26,33 @@ def empty_recs() -> pd.DataFrame:
                          "rank": pd.Series([], dtype="int64")})
 
 
+#: Score cells above which ``top_n`` splits the rows over threads (numpy's partition and sort
+#: release the GIL; each row's result depends on that row only, so the output is the same).
+PARALLEL_TOP_N_CELLS = 2_000_000
+
+
+def worker_threads() -> int:
+    """Threads for embarrassingly parallel numpy work: the machine's cores, at most 8."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices and scores of the n best finite scores per row (best first)."""
     n = min(n, scores.shape[1])
     if n <= 0:
         return np.empty((scores.shape[0], 0), int), np.empty((scores.shape[0], 0))
+    threads = worker_threads()
+    if threads > 1 and scores.size >= PARALLEL_TOP_N_CELLS and scores.shape[0] >= 2 * threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = np.array_split(np.arange(scores.shape[0]), threads)
+        with ThreadPoolExecutor(threads) as pool:
+            done = list(pool.map(lambda rows: _top_n(scores[rows[0]:rows[-1] + 1], n), parts))
+        return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
+    return _top_n(scores, n)
+
+
+def _top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")

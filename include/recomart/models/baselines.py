@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.linalg import lapack
 
 from recomart.models.base import Recommender
+from recomart.models.memo import FitMemo, digest
 
 log = logging.getLogger(__name__)
 OUTSIDE_SCORE = -1e6
@@ -59,6 +60,10 @@ def ease_weights(x, lam: float) -> np.ndarray:
     return b
 
 
+#: EASE weights by a digest of (binary matrix, lambda): see ``recomart.models.memo``.
+EASE_FITS = FitMemo("ease", maxsize=3)
+
+
 class EASERecommender(Recommender):
     """EASE on the ``max_items`` most popular items; ``lam`` is the L2 penalty."""
 
@@ -76,12 +81,16 @@ class EASERecommender(Recommender):
             keep = np.arange(n_items)
         self.cols_ = keep
         x = self.im_.matrix[:, keep]
-        self.weights_ = ease_weights(x, self.lam)
+        # closed form: the same matrix and lambda give the same weights (e.g. the EASE baseline and
+        # the hybrid's final EASE source, or the lambda search and the hybrid's ranker split)
+        key = digest(x.indptr, x.indices, x.data, np.asarray(x.shape), extra=float(self.lam))
+        self.weights_ = EASE_FITS.get_or_fit(key, lambda: ease_weights(x, self.lam))
         log.info("EASE fitted on %d items (lambda=%s)", len(keep), self.lam)
 
-    def score(self, rows: np.ndarray) -> np.ndarray:
+    def score(self, rows: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        """``dtype=np.float32`` gives the same values (the weights are float32) at half the size."""
         x = self.im_.matrix[rows][:, self.cols_]
-        out = np.full((len(rows), len(self.item_ids)), OUTSIDE_SCORE, dtype=np.float64)
+        out = np.full((len(rows), len(self.item_ids)), OUTSIDE_SCORE, dtype=dtype)
         out[:, self.cols_] = np.asarray(x @ self.weights_)
         return out
 
@@ -89,15 +98,17 @@ class EASERecommender(Recommender):
 def tune_ease(train_events: pd.DataFrame, lambdas: Sequence[float] = (50, 150, 400, 1000),
               max_items: int = 4000, relevance="auto", holdout: float = 0.2) -> dict:
     """Pick lambda by NDCG@10 on a per-user time split of the training events."""
+    from recomart.models.data import to_pairs
     from recomart.models.metrics import ranking_metrics
     from recomart.models.split import temporal_split
 
     split = temporal_split(train_events, holdout=holdout, relevance=relevance)
     rel = split.test.loc[split.test["relevant"]]
     users = rel["user_id"].unique()
+    pairs = to_pairs(split.train)  # once for every lambda (``fit`` takes pairs as they are)
     results = {}
     for lam in lambdas:
-        model = EASERecommender(lam=lam, max_items=max_items).fit(split.train)
+        model = EASERecommender(lam=lam, max_items=max_items).fit(pairs)
         recs = model.recommend(users, n=20)
         results[float(lam)] = ranking_metrics(recs, rel, len(model.item_ids))["ndcg@10"]
         log.info("EASE lambda=%s validation NDCG@10=%.4f", lam, results[float(lam)])

@@ -219,7 +219,7 @@ class CandidateSources:
         """Dense users x items scores per source for known users' rows."""
         x = self.im_.matrix[rows]
         out = {
-            "ease": self.ease_.score(rows).astype(np.float32),
+            "ease": self.ease_.score(rows, dtype=np.float32),
             "svd": self.svd_.score(rows).astype(np.float32),
             "cooc": np.asarray((x @ self.cooc_).todense(), dtype=np.float32),
             "content": np.asarray((self.profiles_[rows] @ self.item_vectors_).todense(),
@@ -255,28 +255,35 @@ class CandidateSources:
             rows = rows_all[sl]
             sc = self.scores(rows, buy_again=repeat_cols)
             seen_r, seen_c = self.im_.matrix[rows].nonzero()
-            mask = np.zeros((len(rows), self.im_.matrix.shape[1]), dtype=bool)
-            ranks = {}
+            n_items = self.im_.matrix.shape[1]
+            mask = np.zeros((len(rows), n_items), dtype=bool)
+            # each source's top-k as flat cell keys (row * items + column) and their ranks; only
+            # the union's cells get a rank column (no users x items rank array per source)
+            tops: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for src in sources:
+                kk = ks.get(src, 0)
+                if kk <= 0:
+                    continue
                 s = np.array(sc[src], dtype=np.float32)
                 if src not in REPEAT_SOURCES and not repeat:
                     s[seen_r, seen_c] = -np.inf
-                kk = ks.get(src, 0)
-                rank = np.full(s.shape, kk + 1, dtype=np.int16)
-                if kk > 0:
-                    idx, top = top_n(s, kk)
-                    ok = np.isfinite(top)
-                    rr = np.repeat(np.arange(len(rows)), idx.shape[1]).reshape(idx.shape)
-                    rank[rr[ok], idx[ok]] = (np.arange(1, idx.shape[1] + 1)[None, :]
-                                             .repeat(len(rows), 0)[ok])
-                    mask[rr[ok], idx[ok]] = True
-                ranks[src] = rank
+                idx, top = top_n(s, kk)
+                ok = np.isfinite(top)
+                rr = np.repeat(np.arange(len(rows)), idx.shape[1]).reshape(idx.shape)
+                mask[rr[ok], idx[ok]] = True
+                tops[src] = (rr[ok].astype(np.int64) * n_items + idx[ok],
+                             np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int16),
+                                             idx.shape)[ok])
             r, c = mask.nonzero()
+            cells = r.astype(np.int64) * n_items + c  # ascending: nonzero() is row-major
             cols: dict[str, np.ndarray] = {"user_id": user_ids[sl][r],
                                            "product_id": self.im_.item_ids[c]}
             for src in sources:
                 cols[f"{src}_score"] = np.asarray(sc[src][r, c], dtype=np.float32)
-                cols[f"{src}_rank"] = ranks[src][r, c]
+                rank = np.full(len(r), ks.get(src, 0) + 1, dtype=np.int16)
+                if src in tops:
+                    rank[np.searchsorted(cells, tops[src][0])] = tops[src][1]
+                cols[f"{src}_rank"] = rank
             if repeat_cols:
                 cols["buy_again_score"] = np.where(np.isfinite(cols["buy_again_score"]),
                                                    cols["buy_again_score"], 0.0).astype(np.float32)

@@ -179,6 +179,9 @@ def evaluate_movielens(path: Path | str, folds: int = 5, seed: int = 42,
 
 # ---- the two protocols (explore with a global cut, repeat-aware next basket) -----------------
 BASELINES = ("random", "toppop", "ease", "svd", "buy_again")
+#: Models whose ``fit`` only reads per-(user, item) pairs (``data.to_pairs``), so pairs made once
+#: can stand for the events (buy_again and the hybrid need the events themselves).
+PAIR_MODELS = ("random", "toppop", "ease", "svd")
 PROTOCOL_MODELS = (*BASELINES, "hybrid")
 
 
@@ -227,14 +230,21 @@ def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed
                    ) -> dict[str, dict[str, Any]]:
     """Fit every model on ``split.train`` and score it on the split: ``{model: metrics}``.
     ``features_at`` (see ``HybridRecommender.fit``) keeps the hybrid's ranker point in time."""
+    from recomart.models.data import to_pairs
+
     say = progress or (lambda msg: log.info(msg))
     relevance = split.info.get("relevance", "auto")
     relevance = relevance if relevance in ("rating", "purchase", "any") else "auto"
     out: dict[str, dict[str, Any]] = {}
+    pairs = None
     for name in models:
         say(f"{split.name}: fitting {name}")
         t0 = time.perf_counter()
-        model = fit_model(name, params, seed, split.train, products, users,
+        if name in PAIR_MODELS:
+            # these fit on per-(user, item) pairs: aggregate the events once for all of them
+            pairs = to_pairs(split.train) if pairs is None else pairs
+        model = fit_model(name, params, seed, pairs if name in PAIR_MODELS else split.train,
+                          products, users,
                           user_features=user_features, item_features=item_features,
                           relevance=relevance, protocol=split.name, features_at=features_at)
         fit_s = time.perf_counter() - t0

@@ -17,6 +17,7 @@ import pandas as pd
 
 from recomart.models.base import Recommender
 from recomart.models.data import model_ratings, to_pairs
+from recomart.models.memo import FitMemo, digest
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ def surprise_dataset(pairs: pd.DataFrame):
     return Dataset.load_from_df(df, Reader(rating_scale=(min(lo, 0.5), max(hi, 5.0))))
 
 
+#: Fitted factors by a digest of (ratings, parameters, seed): see ``recomart.models.memo``.
+SVD_FITS = FitMemo("svd", maxsize=4)
+
+
 class SVDRecommender(Recommender):
     """Surprise BiasedSVD; ``score`` = predicted rating, so top-N ranks by predicted rating."""
 
@@ -47,7 +52,16 @@ class SVDRecommender(Recommender):
         self.seed = seed
 
     def _fit(self, pairs, products, users) -> None:
-        from surprise import SVD
+        # Surprise's SGD is deterministic for a seed: the same ratings and parameters (e.g. the
+        # SVD baseline and the hybrid's final SVD source on one training part) are fitted once
+        ratings = model_ratings(pairs).to_numpy(dtype=np.float64)
+        key = digest(pairs["user_id"].to_numpy(), pairs["product_id"].to_numpy(), ratings,
+                     extra=(sorted(self.params.items()), self.seed))
+        fitted = SVD_FITS.get_or_fit(key, lambda: self._surprise_fit(pairs))
+        self.mu_, self.bu_, self.pu_, self.bi_, self.qi_, self.rating_scale_ = fitted
+
+    def _surprise_fit(self, pairs: pd.DataFrame) -> tuple:
+        from recomart.models.surprise_svd import ListedRatingsSVD as SVD
 
         data = surprise_dataset(pairs)
         trainset = data.build_full_trainset()
@@ -55,12 +69,10 @@ class SVDRecommender(Recommender):
         algo.fit(trainset)
         u_inner = np.array([trainset.to_inner_uid(u) for u in self.im_.user_ids])
         i_inner = np.array([trainset.to_inner_iid(i) for i in self.item_ids])
-        self.mu_ = float(trainset.global_mean)
-        self.bu_ = np.asarray(algo.bu)[u_inner].astype(np.float32)
-        self.pu_ = np.asarray(algo.pu)[u_inner].astype(np.float32)
-        self.bi_ = np.asarray(algo.bi)[i_inner].astype(np.float32)
-        self.qi_ = np.asarray(algo.qi)[i_inner].astype(np.float32)
-        self.rating_scale_ = data.reader.rating_scale
+        return (float(trainset.global_mean), np.asarray(algo.bu)[u_inner].astype(np.float32),
+                np.asarray(algo.pu)[u_inner].astype(np.float32),
+                np.asarray(algo.bi)[i_inner].astype(np.float32),
+                np.asarray(algo.qi)[i_inner].astype(np.float32), data.reader.rating_scale)
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         return self.mu_ + self.bu_[rows, None] + self.bi_[None, :] + self.pu_[rows] @ self.qi_.T
@@ -79,12 +91,19 @@ class SVDRecommender(Recommender):
 
 
 def tune_svd(interactions: pd.DataFrame, grid: dict[str, list] | None = None, seed: int = 42,
-             validation: float = 0.2, n_jobs: int = 1) -> dict[str, Any]:
-    """Grid-search SVD hyper-parameters by RMSE on one random validation split of the ratings."""
-    from surprise import SVD
+             validation: float = 0.2, n_jobs: int | None = None) -> dict[str, Any]:
+    """Grid-search SVD hyper-parameters by RMSE on one random validation split of the ratings.
+
+    The grid points are independent seeded fits, so they run in ``n_jobs`` processes (default:
+    one per core, at most 4 or the grid size); the result does not depend on it."""
     from surprise.model_selection import GridSearchCV, ShuffleSplit
 
+    from recomart.models.base import worker_threads
+    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
+
     grid = {**(grid or SVD_GRID), "random_state": [seed]}
+    points = int(np.prod([len(v) for v in grid.values()]))
+    n_jobs = n_jobs or min(worker_threads(), points, 4)  # each process holds a copy of the ratings
     search = GridSearchCV(SVD, grid, measures=["rmse", "mae"], n_jobs=n_jobs,
                           cv=ShuffleSplit(n_splits=1, test_size=validation, random_state=seed))
     search.fit(surprise_dataset(to_pairs(interactions)))
@@ -99,8 +118,9 @@ def tune_svd(interactions: pd.DataFrame, grid: dict[str, list] | None = None, se
 def rating_cv(interactions: pd.DataFrame, params: dict[str, Any] | None = None, folds: int = 5,
               seed: int = 42) -> dict[str, float]:
     """RMSE/MAE of BiasedSVD from Surprise ``cross_validate`` with ``KFold(folds)``."""
-    from surprise import SVD
     from surprise.model_selection import KFold, cross_validate
+
+    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
 
     params = {**DEFAULT_SVD_PARAMS, **(params or {})}
     res = cross_validate(SVD(biased=True, random_state=seed, **params),
@@ -115,8 +135,10 @@ def nested_rating_cv(interactions: pd.DataFrame, folds: int = 5, seed: int = 42,
     """RMSE/MAE of BiasedSVD by **nested** k-fold CV: the grid search runs inside each outer fold
     (on that fold's training part only), so the figure is not optimistic; Surprise's default SVD
     is scored on the same outer folds."""
-    from surprise import SVD, accuracy
+    from surprise import accuracy
     from surprise.model_selection import GridSearchCV, KFold, ShuffleSplit
+
+    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
 
     data = surprise_dataset(to_pairs(interactions))
     grid = {**(grid or SVD_GRID), "random_state": [seed]}

@@ -1,0 +1,267 @@
+"""Faster paths of the training and publishing code, each checked against the slow reference it
+replaced on the same input (the references are kept here, small and obviously right)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recomart.models.data import _utc, normalize_events
+
+
+def _normalize_events_reference(df: pd.DataFrame) -> pd.DataFrame:
+    """The former ``normalize_events``: timestamps through a numpy object array (one Timestamp per
+    row), event types through an object array."""
+    out = pd.DataFrame({
+        "user_id": df["user_id"].astype("int64").to_numpy(),
+        "product_id": df["product_id"].astype("int64").to_numpy(),
+        "timestamp": _utc(df["timestamp"]).to_numpy(),
+        "rating": (df["rating"].astype("float64").to_numpy() if "rating" in df
+                   else np.full(len(df), np.nan)),
+    })
+    out["timestamp"] = _utc(out["timestamp"])
+    if "event_type" in df:
+        out["event_type"] = df["event_type"].astype(str).to_numpy()
+    else:
+        out["event_type"] = np.where(out["rating"].notna(), "rating", "view")
+    return out
+
+
+@pytest.mark.parametrize("timestamps", [
+    pd.date_range("2024-01-01", periods=6, freq="7h", tz="UTC").as_unit("us"),
+    pd.date_range("2024-01-01", periods=6, freq="7h", tz="UTC").as_unit("ns"),
+    pd.date_range("2024-01-01", periods=6, freq="7h"),  # naive: read as UTC
+    pd.date_range("2024-01-01", periods=6, freq="7h", tz="Europe/Berlin"),
+    [f"2024-01-0{d}T10:00:00Z" for d in range(1, 7)],
+])
+@pytest.mark.parametrize("with_types", [True, False])
+def test_normalize_events_matches_the_object_array_reference(timestamps, with_types):
+    df = pd.DataFrame({"user_id": [3, 1, 2, 1, 3, 2], "product_id": [10, 11, 10, 12, 13, 10],
+                       "timestamp": list(timestamps) if isinstance(timestamps, list) else timestamps,
+                       "rating": [4.0, None, 5.0, None, None, 2.0]},
+                      index=[5, 9, 2, 7, 1, 0])  # a non-default index must not misalign columns
+    if with_types:
+        df["event_type"] = ["rating", "view", "rating", "purchase", "add_to_cart", "rating"]
+    pd.testing.assert_frame_equal(normalize_events(df), _normalize_events_reference(df))
+
+
+# ---- top-n over threads ---------------------------------------------------------------------
+def test_threaded_top_n_equals_the_single_threaded_selection(monkeypatch):
+    from recomart.models import base
+
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.standard_normal((37, 500)), 1)  # many ties
+    scores[rng.random(scores.shape) < 0.1] = -np.inf
+    expected = base._top_n(scores, 20)
+    monkeypatch.setattr(base, "PARALLEL_TOP_N_CELLS", 1)
+    monkeypatch.setattr(base, "worker_threads", lambda: 3)
+    got = base.top_n(scores, 20)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+# ---- fits reused by content digest ----------------------------------------------------------
+def _events(n_users: int = 60, n_items: int = 30, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [(u, int(i), pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(hours=int(h)),
+             float(rng.integers(1, 6)))
+            for u in range(n_users)
+            for i, h in zip(rng.choice(n_items, 8, replace=False), rng.integers(0, 2000, 8),
+                            strict=True)]
+    return pd.DataFrame(rows, columns=["user_id", "product_id", "timestamp", "rating"])
+
+
+def test_svd_fit_reused_only_for_identical_ratings_and_params():
+    from recomart.models.svd import SVD_FITS, SVDRecommender
+
+    params = {"n_factors": 4, "n_epochs": 5}
+    events = _events()
+    SVD_FITS.clear()
+    fresh = SVDRecommender(params, seed=1).fit(events)
+    hits = SVD_FITS.hits
+    again = SVDRecommender(params, seed=1).fit(events.sample(frac=1.0, random_state=2))
+    assert SVD_FITS.hits == hits + 1  # same ratings in another row order: the same pairs
+    for attr in ("bu_", "pu_", "bi_", "qi_"):
+        np.testing.assert_array_equal(getattr(again, attr), getattr(fresh, attr))
+    SVD_FITS.clear()  # the reference: Surprise fitted again from scratch
+    ref = SVDRecommender(params, seed=1).fit(events)
+    np.testing.assert_array_equal(ref.pu_, fresh.pu_)
+    misses = SVD_FITS.misses
+    SVDRecommender({**params, "n_epochs": 6}, seed=1).fit(events)
+    SVDRecommender(params, seed=2).fit(events)
+    changed = events.assign(rating=events["rating"].where(events.index != 0, 1.0 if
+                                                          events.loc[0, "rating"] != 1 else 2.0))
+    SVDRecommender(params, seed=1).fit(changed)
+    assert SVD_FITS.misses == misses + 3  # other params, seed or ratings: fitted anew
+
+
+def test_ease_weights_reused_only_for_the_same_matrix_and_lambda():
+    from recomart.models.baselines import EASE_FITS, EASERecommender, ease_weights
+
+    events = _events()
+    EASE_FITS.clear()
+    a = EASERecommender(lam=10.0).fit(events)
+    b = EASERecommender(lam=10.0).fit(events)
+    assert EASE_FITS.hits == 1
+    np.testing.assert_array_equal(b.weights_, ease_weights(a.im_.matrix[:, a.cols_], 10.0))
+    c = EASERecommender(lam=11.0).fit(events)
+    d = EASERecommender(lam=10.0).fit(events.loc[events["user_id"] != 0])
+    assert EASE_FITS.misses == 3
+    assert not np.array_equal(c.weights_, a.weights_) and d.weights_.shape == a.weights_.shape
+
+
+def test_parallel_svd_grid_search_gives_the_sequential_result():
+    from recomart.models.svd import tune_svd
+
+    grid = {"n_factors": [2, 4], "n_epochs": [5], "lr_all": [0.01], "reg_all": [0.05, 0.1]}
+    events = _events(80, 40)
+    seq = tune_svd(events, grid, seed=3, n_jobs=1)
+    par = tune_svd(events, grid, seed=3, n_jobs=2)
+    assert par == seq
+
+
+def test_listed_ratings_svd_learns_exactly_what_surprise_svd_learns():
+    from surprise import SVD
+
+    from recomart.models.data import to_pairs
+    from recomart.models.surprise_svd import ListedRatingsSVD
+    from recomart.models.svd import surprise_dataset
+
+    trainset = surprise_dataset(to_pairs(_events(70, 35, seed=5))).build_full_trainset()
+    ref = SVD(biased=True, random_state=4, n_factors=6, n_epochs=7).fit(trainset)
+    fast = ListedRatingsSVD(biased=True, random_state=4, n_factors=6, n_epochs=7).fit(trainset)
+    for attr in ("bu", "bi", "pu", "qi"):
+        np.testing.assert_array_equal(getattr(fast, attr), getattr(ref, attr))
+    assert fast.predict(trainset.to_raw_uid(0), trainset.to_raw_iid(0)).est == \
+        ref.predict(trainset.to_raw_uid(0), trainset.to_raw_iid(0)).est
+    assert "all_ratings" not in vars(trainset)  # the trainset is left as it was
+
+
+# ---- publishing outputs of the hybrid ---------------------------------------------------------
+FAST_HYBRID = {"svd": {"n_factors": 4, "n_epochs": 10}, "ease_lam": 20.0,
+               "ranker": {"n_estimators": 20}, "ranker_grid": [{}], "min_segment_users": 5,
+               "candidates": {"ease": 10, "svd": 5, "cooc": 8, "content": 5, "pop": 5}}
+
+
+@pytest.fixture(scope="module")
+def small_hybrid():
+    from recomart.models.hybrid import HybridRecommender
+
+    events = _events(120, 40, seed=9)
+    products = pd.DataFrame({"product_id": np.arange(45),  # 40..44: nobody touched them
+                             "title": [f"item {i % 7} word{i % 5}" for i in range(45)],
+                             "category": [["A", "B", "C"][i % 3] for i in range(45)]})
+    return HybridRecommender(FAST_HYBRID).fit(events, products)
+
+
+def _audience_reference(model, product_ids, n: int = 100, batch_size: int = 256) -> pd.DataFrame:
+    """The former ``HybridRecommender.audience``: float64 scores filled with -inf per batch."""
+    from recomart.models.base import _top_n, batches
+
+    product_ids = np.asarray(product_ids, dtype="int64")
+    ease = model.sources_.ease_
+    x = model.im_.matrix
+    x_ease = x[:, ease.cols_].tocsr()
+    xt = x.T.tocsr()
+    cols = model.im_.item_index(product_ids)
+    ease_pos = np.minimum(np.searchsorted(ease.cols_, np.maximum(cols, 0)), len(ease.cols_) - 1)
+    in_ease = (cols >= 0) & (ease.cols_[ease_pos] == cols)
+    frames = []
+    for sl in batches(len(product_ids), batch_size):
+        pids, col, pos, ok = product_ids[sl], cols[sl], ease_pos[sl], in_ease[sl]
+        score = np.full((len(pids), x.shape[0]), -np.inf)
+        if ok.any():
+            score[ok] = np.asarray(x_ease @ ease.weights_[:, pos[ok]]).T
+        if (~ok).any():
+            sim = model.content_.similarity(model.sources_.profiles_, pids[~ok]).T
+            score[~ok] = np.where(sim > 0, sim, -np.inf)
+        known = np.flatnonzero(col >= 0)
+        if len(known):
+            r, c = xt[col[known]].nonzero()
+            score[known[r], c] = -np.inf
+        idx, sc = _top_n(score, n)
+        valid = np.isfinite(sc)
+        frames.append(pd.DataFrame({
+            "product_id": np.repeat(pids, idx.shape[1]).reshape(idx.shape)[valid],
+            "user_id": model.im_.user_ids[idx[valid]], "score": sc[valid],
+            "rank": np.cumsum(valid, axis=1)[valid].astype("int64")}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_audience_equals_the_float64_reference(small_hybrid):
+    products = np.arange(45)
+    for n, batch in ((100, 256), (7, 4)):
+        got = small_hybrid.audience(products, n=n, batch_size=batch)
+        ref = _audience_reference(small_hybrid, products, n=n, batch_size=batch)
+        pd.testing.assert_frame_equal(got, ref)
+        assert set(got["product_id"]) >= set(range(40, 45))  # new items reach users by content
+
+
+def _candidates_reference(src, user_ids, k, repeat=False):
+    """The former ``CandidateSources.candidates`` core (no ``at``): one users x items rank array
+    per source, ranks gathered from them."""
+    from recomart.models.base import _top_n
+    from recomart.models.candidates import REPEAT_SOURCES, SOURCES
+
+    user_ids = np.asarray(user_ids, dtype="int64")
+    rows = src.im_.user_index(user_ids)
+    ks = k if isinstance(k, dict) else dict.fromkeys(SOURCES, k)
+    repeat_cols = repeat or ks.get("buy_again", 0) > 0
+    sources = SOURCES if repeat_cols else tuple(s for s in SOURCES if s not in REPEAT_SOURCES)
+    sc = src.scores(rows, buy_again=repeat_cols)
+    sc["ease"] = src.ease_.score(rows).astype(np.float32)  # the float64 path, cast
+    seen_r, seen_c = src.im_.matrix[rows].nonzero()
+    mask = np.zeros((len(rows), src.im_.matrix.shape[1]), dtype=bool)
+    ranks = {}
+    for name in sources:
+        s = np.array(sc[name], dtype=np.float32)
+        if name not in REPEAT_SOURCES and not repeat:
+            s[seen_r, seen_c] = -np.inf
+        kk = ks.get(name, 0)
+        rank = np.full(s.shape, kk + 1, dtype=np.int16)
+        if kk > 0:
+            idx, top = _top_n(s, kk)
+            ok = np.isfinite(top)
+            rr = np.repeat(np.arange(len(rows)), idx.shape[1]).reshape(idx.shape)
+            rank[rr[ok], idx[ok]] = np.arange(1, idx.shape[1] + 1)[None, :].repeat(len(rows), 0)[ok]
+            mask[rr[ok], idx[ok]] = True
+        ranks[name] = rank
+    r, c = mask.nonzero()
+    cols = {"user_id": user_ids[r], "product_id": src.im_.item_ids[c]}
+    for name in sources:
+        cols[f"{name}_score"] = np.asarray(sc[name][r, c], dtype=np.float32)
+        cols[f"{name}_rank"] = ranks[name][r, c]
+    if repeat_cols:
+        cols["buy_again_score"] = np.where(np.isfinite(cols["buy_again_score"]),
+                                           cols["buy_again_score"], 0.0).astype(np.float32)
+        cols.update(src.buy_again_features(rows[r], c, None))
+        cols.update(src.history_features(rows[r], c, None))
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.parametrize(("k", "repeat"), [
+    ({"ease": 10, "svd": 5, "cooc": 8, "content": 5, "pop": 5}, False),
+    ({"ease": 10, "svd": 0, "cooc": 8, "content": 5, "pop": 5, "buy_again": 6}, True),
+    (7, False),
+])
+def test_candidates_equal_the_rank_array_reference(small_hybrid, k, repeat):
+    src = small_hybrid.sources_
+    users = src.im_.user_ids[::2]
+    got = src.candidates(users, k, repeat=repeat)
+    ref = _candidates_reference(src, users, k, repeat=repeat)
+    pd.testing.assert_frame_equal(got[ref.columns], ref)
+    assert small_hybrid.sources_.ease_.score(np.arange(3), dtype=np.float32).dtype == np.float32
+
+
+def test_clear_fit_memos_empties_both_memos():
+    from recomart.models.baselines import EASE_FITS, EASERecommender
+    from recomart.models.memo import clear_fit_memos
+    from recomart.models.svd import SVD_FITS, SVDRecommender
+
+    events = _events(30, 20, seed=1)
+    EASERecommender(lam=5.0).fit(events)
+    SVDRecommender({"n_factors": 2, "n_epochs": 2}).fit(events)
+    assert len(EASE_FITS) and len(SVD_FITS)
+    clear_fit_memos()
+    assert len(EASE_FITS) == len(SVD_FITS) == 0

@@ -61,7 +61,7 @@ def ease_weights(x, lam: float) -> np.ndarray:
 
 
 #: EASE weights by a digest of (binary matrix, lambda): see ``recomart.models.memo``.
-EASE_FITS = FitMemo("ease", maxsize=3)
+EASE_FITS = FitMemo("ease", maxsize=2)
 
 
 class EASERecommender(Recommender):

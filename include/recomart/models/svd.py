@@ -39,7 +39,7 @@ def surprise_dataset(pairs: pd.DataFrame):
 
 
 #: Fitted factors by a digest of (ratings, parameters, seed): see ``recomart.models.memo``.
-SVD_FITS = FitMemo("svd", maxsize=4)
+SVD_FITS = FitMemo("svd", maxsize=2)
 
 
 class SVDRecommender(Recommender):

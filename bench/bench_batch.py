@@ -50,8 +50,8 @@ def raw_io_floor(src: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, cpu_seconds() - c0
 
 
-def run_stages(lake, src: Path, ds: str) -> tuple[list[tuple[str, float]], dict]:
-    """Ingestion, validation and both reports on ``lake``: [(stage, seconds)] and the summary."""
+def front_half(lake, src: Path, ds: str) -> tuple[list[tuple[str, float]], dict]:
+    """Ingestion and validation on ``lake``: [(stage, seconds)] and the validation summary."""
     from recomart.ingestion import ingest_csv_sources
     from recomart.validation import validate_all
 
@@ -62,13 +62,24 @@ def run_stages(lake, src: Path, ds: str) -> tuple[list[tuple[str, float]], dict]
     t0 = time.perf_counter()
     summary = validate_all(lake, ds, "bench")
     stages.append(("validation", time.perf_counter() - t0))
+    return stages, summary
+
+
+def reports(lake, ds: str) -> list[tuple[str, float]]:
+    """Both PDF reports on ``lake``: [(stage, seconds)]."""
+    stages: list[tuple[str, float]] = []
     for module, fn in (("recomart.reports.quality", "build_quality_report"),
                        ("recomart.reports.eda", "build_eda_report")):
         if importlib.util.find_spec(module):
             t0 = time.perf_counter()
             getattr(importlib.import_module(module), fn)(lake, ds)
             stages.append((fn, time.perf_counter() - t0))
-    return stages, summary
+    return stages
+
+
+def run_stages(lake, src: Path, ds: str) -> tuple[list[tuple[str, float]], dict]:
+    stages, summary = front_half(lake, src, ds)
+    return stages + reports(lake, ds), summary
 
 
 def object_store_side_by_side(lake_arg: str, src: Path, ds: str, tmp: Path, rows: int) -> None:
@@ -122,11 +133,9 @@ def main() -> None:
         args.users, args.products, args.days = 5_000, 1_000, 14
     logging.basicConfig(level=logging.WARNING)
 
-    from recomart.ingestion import ingest_csv_sources
     from recomart.ingestion.landing import count_lines
     from recomart.lake import Lake
     from recomart.sources.generator import generate
-    from recomart.validation import validate_all
 
     ds = "2024-06-30"
     src = args.data_dir / f"u{args.users}_p{args.products}_d{args.days}"
@@ -146,25 +155,14 @@ def main() -> None:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        stages: list[tuple[str, float]] = []
         c0 = cpu_seconds()
-        t0 = time.perf_counter()
-        ingest_csv_sources(lake, ds, src)
-        stages.append(("ingestion", time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        summary = validate_all(lake, ds, "bench")
-        stages.append(("validation", time.perf_counter() - t0))
+        stages, summary = front_half(lake, src, ds)
         front_cpu = cpu_seconds() - c0
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
         floors.append(raw_io_floor(src, Path(tmp) / "floor1"))
-        for module, fn in (("recomart.reports.quality", "build_quality_report"),
-                           ("recomart.reports.eda", "build_eda_report")):
-            if importlib.util.find_spec(module):
-                t0 = time.perf_counter()
-                getattr(importlib.import_module(module), fn)(lake, ds)
-                stages.append((fn, time.perf_counter() - t0))
+        stages += reports(lake, ds)
         for name, secs in stages:
             print(f"{name:22s} {secs:7.2f}s  {rows / secs:12,.0f} rows/s")
         front = sum(s for n, s in stages if n in ("ingestion", "validation"))
@@ -182,8 +180,7 @@ def main() -> None:
         if args.warm:
             lake2 = Lake(Path(tmp) / "lake_warm")
             t0, c0 = time.perf_counter(), cpu_seconds()
-            ingest_csv_sources(lake2, ds, src)
-            validate_all(lake2, ds, "bench_warm")
+            front_half(lake2, src, ds)
             warm, warm_cpu = time.perf_counter() - t0, cpu_seconds() - c0
             print(f"{'front half, warm':22s} {warm:7.2f}s  {rows / warm:12,.0f} rows/s  (CPU {warm_cpu:.2f}s;"
                   f" {warm / floor:.1f}x wall, {warm_cpu / floor_cpu:.1f}x CPU of the floor)")

@@ -29,6 +29,12 @@ def airflow_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for an ``airflow`` subprocess: project-local home, our DAGs, small parallelism."""
     root = project_root()
     settings = get_settings()
+    if not settings.lake_is_local:
+        # Fail here, with what to fix, before Airflow starts: the OpenLineage file transport's
+        # fsspec makedirs would otherwise create a missing bucket on the first task's event.
+        from recomart.lake import Lake
+
+        Lake(settings.lake_root).check()
     env = dict(os.environ)
     env.setdefault("AIRFLOW_HOME", str(root / ".airflow"))
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(root / "dags")

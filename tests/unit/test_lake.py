@@ -137,6 +137,29 @@ def test_missing_bucket_is_a_permanent_error_with_the_fix(s3_server, monkeypatch
         lake.path("raw")
 
 
+def test_recomart_run_on_a_missing_bucket_stops_before_airflow_and_creates_nothing(s3_server, tmp_path):
+    """Without the check in ``airflow_env`` the OpenLineage file transport's fsspec makedirs
+    created the missing bucket on the first task's event and the run "succeeded" into it."""
+    import subprocess
+    import sys
+
+    import boto3
+
+    env = {**os.environ, **s3_server["env"], "RECOMART_LAKE_ROOT": "s3://typo-bucket/lake",
+           "RECOMART_LOCAL_STATE_DIR": str(tmp_path / "state"), "AIRFLOW_HOME": str(tmp_path / "af"),
+           "COLUMNS": "300"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "recomart"), "run", "recomart_batch",
+                           "--date", "2024-06-30"], env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-2000:]
+    assert "bucket 'typo-bucket' does not exist" in out and "Traceback" not in out, out[-2000:]
+    assert not (tmp_path / "af").exists()  # Airflow never started
+    s3 = boto3.client("s3", endpoint_url=s3_server["endpoint"], region_name=s3_server["env"]["AWS_REGION"],
+                      aws_access_key_id=s3_server["env"]["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=s3_server["env"]["AWS_SECRET_ACCESS_KEY"])
+    assert "typo-bucket" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
 def test_unreachable_endpoint_says_so(tmp_path):
     import socket
 

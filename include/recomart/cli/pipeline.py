@@ -19,13 +19,14 @@ def run(dag_id: str = typer.Argument("recomart_batch", help="recomart_batch or r
         date: str = typer.Option(None, "--date", help="Logical date YYYY-MM-DD (default: today, UTC)"),
         ) -> None:
     """Run one DAG end to end through Airflow (`airflow dags test`) on the embedded default."""
-    from recomart.airflow_env import AirflowRunError, run_dag
+    from recomart.airflow_env import run_dag
+    from recomart.errors import RecomartError
 
     date = date or _today()
     with console.status(f"running {dag_id} for {date} through Airflow ..."):
         try:
             states = run_dag(dag_id, date)
-        except AirflowRunError as exc:
+        except RecomartError as exc:  # a failed run, or a lake that cannot be used (bucket, keys)
             console.print(f"[red]{exc}")
             raise typer.Exit(1) from exc
     console.print(f"[green]{dag_id} {date}: all {len(states)} tasks ran and succeeded:[/] "

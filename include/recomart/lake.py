@@ -98,39 +98,40 @@ def to_arrow(data: pd.DataFrame | pa.Table) -> pa.Table:
 
 
 # ---- object-store settings ------------------------------------------------------------------------
+def aws_values(settings: Settings) -> dict[str, str]:
+    """The standard ``AWS_*`` settings that are set, secrets in plain text (unset ones are left to
+    botocore's own chain): what both S3 clients below are configured from."""
+    secret = {"AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key,
+              "AWS_SESSION_TOKEN": settings.aws_session_token}
+    plain = {"AWS_ACCESS_KEY_ID": settings.aws_access_key_id, "AWS_REGION": settings.aws_region,
+             "AWS_ENDPOINT_URL": settings.aws_endpoint_url}
+    out = {k: v.get_secret_value() for k, v in secret.items() if v}
+    out.update({k: v for k, v in plain.items() if v})
+    return out
+
+
+_S3FS_NAMES = {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
+               "AWS_SESSION_TOKEN": "token", "AWS_ENDPOINT_URL": "endpoint_url"}
+
+
 def s3_fs_options(settings: Settings) -> dict[str, Any]:
-    """s3fs options from the standard ``AWS_*`` settings (unset ones: botocore's own chain)."""
+    """s3fs options from the standard ``AWS_*`` settings."""
+    aws = aws_values(settings)
     opts: dict[str, Any] = {"use_listings_cache": False}  # other processes write the same lake
-    if settings.aws_access_key_id:
-        opts["key"] = settings.aws_access_key_id
-    if settings.aws_secret_access_key:
-        opts["secret"] = settings.aws_secret_access_key.get_secret_value()
-    if settings.aws_session_token:
-        opts["token"] = settings.aws_session_token.get_secret_value()
-    if settings.aws_endpoint_url:
-        opts["endpoint_url"] = settings.aws_endpoint_url
-    if settings.aws_region:
-        opts["client_kwargs"] = {"region_name": settings.aws_region}
+    opts.update({_S3FS_NAMES[k]: v for k, v in aws.items() if k in _S3FS_NAMES})
+    if "AWS_REGION" in aws:
+        opts["client_kwargs"] = {"region_name": aws["AWS_REGION"]}
     return opts
 
 
 def delta_storage_options(settings: Settings) -> dict[str, str]:
-    """deltalake (object_store) options from the same settings, with the safe-concurrent-writes
-    setting: ``conditional_put`` (``etag`` by default) makes two writers of one table version
-    conflict instead of overwriting each other's commit."""
-    opts: dict[str, str] = {}
-    if settings.aws_access_key_id:
-        opts["AWS_ACCESS_KEY_ID"] = settings.aws_access_key_id
-    if settings.aws_secret_access_key:
-        opts["AWS_SECRET_ACCESS_KEY"] = settings.aws_secret_access_key.get_secret_value()
-    if settings.aws_session_token:
-        opts["AWS_SESSION_TOKEN"] = settings.aws_session_token.get_secret_value()
-    if settings.aws_region:
-        opts["AWS_REGION"] = settings.aws_region
-    if settings.aws_endpoint_url:
-        opts["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
-        if settings.aws_endpoint_url.startswith("http://"):
-            opts["AWS_ALLOW_HTTP"] = "true"
+    """deltalake (object_store) options from the same settings (it takes the ``AWS_*`` names
+    themselves), with the safe-concurrent-writes setting: ``conditional_put`` (``etag`` by
+    default) makes two writers of one table version conflict instead of overwriting each other's
+    commit."""
+    opts = aws_values(settings)
+    if opts.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        opts["AWS_ALLOW_HTTP"] = "true"
     if settings.lake_s3_conditional_put:
         opts["conditional_put"] = settings.lake_s3_conditional_put
     return opts

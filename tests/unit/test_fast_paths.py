@@ -189,7 +189,11 @@ def _audience_reference(model, product_ids, n: int = 100, batch_size: int = 256)
     return pd.concat(frames, ignore_index=True)
 
 
-def test_audience_equals_the_float64_reference(small_hybrid):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_audience_equals_the_float64_reference(small_hybrid, monkeypatch, threads):
+    from recomart.models import hybrid
+
+    monkeypatch.setattr(hybrid, "worker_threads", lambda: threads)
     products = np.arange(45)
     for n, batch in ((100, 256), (7, 4)):
         got = small_hybrid.audience(products, n=n, batch_size=batch)
@@ -265,3 +269,43 @@ def test_clear_fit_memos_empties_both_memos():
     assert len(EASE_FITS) and len(SVD_FITS)
     clear_fit_memos()
     assert len(EASE_FITS) == len(SVD_FITS) == 0
+
+
+def _similar_reference(model, product_ids, n: int = 10, batch_size: int = 512) -> pd.DataFrame:
+    """The former ``HybridRecommender.similar_items``: float64 scores, boolean masks, one thread."""
+    from recomart.models.base import _top_n, batches
+
+    product_ids = np.asarray(product_ids, dtype="int64")
+    frames = []
+    for sl in batches(len(product_ids), batch_size):
+        pids = product_ids[sl]
+        content = model.content_.similarity(model.content_.vectors(pids), model.item_ids)
+        scores = model.params["similar_content_weight"] * content.astype(np.float64)
+        rows = model.im_.item_index(pids)
+        known = rows >= 0
+        if known.any():
+            scores[known] += model.sources_.cooc_[rows[known]].toarray()
+        scores[model.item_ids[None, :] == pids[:, None]] = -np.inf
+        scores[scores <= 0] = -np.inf
+        idx, sc = _top_n(scores, n)
+        valid = np.isfinite(sc)
+        src = np.repeat(pids, idx.shape[1]).reshape(idx.shape)
+        frames.append(pd.DataFrame({
+            "product_id": src[valid], "similar_product_id": model.item_ids[idx[valid]],
+            "score": sc[valid], "rank": np.cumsum(valid, axis=1)[valid].astype("int64")}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_similar_items_equal_the_float64_reference(small_hybrid, monkeypatch, threads):
+    from recomart.models import hybrid
+
+    monkeypatch.setattr(hybrid, "worker_threads", lambda: threads)
+    products = np.arange(45)
+    for n, batch in ((10, 512), (4, 3)):
+        got = small_hybrid.similar_items(products, n=n, batch_size=batch)
+        ref = _similar_reference(small_hybrid, products, n=n, batch_size=batch)
+        # scores are summed in float32 now: equal to float32 precision; ties keep their order
+        pd.testing.assert_frame_equal(got.drop(columns="score"), ref.drop(columns="score"))
+        np.testing.assert_allclose(got["score"], ref["score"], rtol=1e-6)
+        assert set(got["product_id"]) >= set(range(40, 45))  # new items get content neighbours

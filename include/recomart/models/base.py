@@ -36,12 +36,13 @@ def worker_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and scores of the n best finite scores per row (best first)."""
+def top_n(scores: np.ndarray, n: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and scores of the n best finite scores per row (best first); ``threads=1``
+    inside work that is already spread over the worker threads."""
     n = min(n, scores.shape[1])
     if n <= 0:
         return np.empty((scores.shape[0], 0), int), np.empty((scores.shape[0], 0))
-    threads = worker_threads()
+    threads = worker_threads() if threads is None else threads
     if threads > 1 and scores.size >= PARALLEL_TOP_N_CELLS and scores.shape[0] >= 2 * threads:
         from concurrent.futures import ThreadPoolExecutor
 

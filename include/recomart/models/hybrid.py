@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recomart.models.base import Recommender, batches, empty_recs, top_n
+from recomart.models.base import Recommender, batches, empty_recs, top_n, worker_threads
 from recomart.models.candidates import CandidateSources
 from recomart.models.cold_start import SegmentPopularity
 from recomart.models.content import ContentModel
@@ -263,10 +263,13 @@ class HybridRecommender(Recommender):
         return recs
 
     def similar_items(self, product_ids, n: int = 10, batch_size: int = 512) -> pd.DataFrame:
-        """Co-occurrence + content neighbours among trained items (content only for new items)."""
+        """Co-occurrence + content neighbours among trained items (content only for new items).
+
+        Blocks run on the worker threads: the sparse product, the dense copy and the top-n
+        selection spend their time in C with the GIL released."""
         product_ids = np.asarray(product_ids, dtype="int64")
-        frames = [self._similar_block(product_ids[sl], n)
-                  for sl in batches(len(product_ids), batch_size)]
+        frames = _map_blocks(lambda sl: self._similar_block(product_ids[sl], n),
+                             list(batches(len(product_ids), batch_size)))
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame({"product_id": pd.Series([], dtype="int64"),
@@ -276,25 +279,28 @@ class HybridRecommender(Recommender):
         return pd.concat(frames, ignore_index=True)
 
     def _similar_block(self, product_ids: np.ndarray, n: int) -> pd.DataFrame:
-        content = self.content_.similarity(self.content_.vectors(product_ids), self.item_ids)
-        scores = self.params["similar_content_weight"] * content.astype(np.float64)
+        # float32 like the content vectors and co-occurrence weights, summed in place; the item
+        # itself is knocked out by its one cell, and scores <= 0 are dropped after the selection
+        # (they rank below every positive score, so the kept neighbours are the same)
+        scores = self.content_.similarity(self.content_.vectors(product_ids), self.item_ids)
+        scores *= np.float32(self.params["similar_content_weight"])
         rows = self.im_.item_index(product_ids)
-        known = rows >= 0
-        if known.any():
+        known = np.flatnonzero(rows >= 0)
+        if len(known):
             scores[known] += self.sources_.cooc_[rows[known]].toarray()
-        scores[self.item_ids[None, :] == product_ids[:, None]] = -np.inf
-        scores[scores <= 0] = -np.inf
-        idx, sc = top_n(scores, n)
-        valid = np.isfinite(sc)
+            scores[known, rows[known]] = -np.inf
+        idx, sc = top_n(scores, n, threads=1)
+        valid = sc > 0
         src = np.repeat(product_ids, idx.shape[1]).reshape(idx.shape)
         return pd.DataFrame({"product_id": src[valid], "similar_product_id": self.item_ids[idx[valid]],
-                             "score": sc[valid],
+                             "score": sc[valid].astype(np.float64),
                              "rank": np.cumsum(valid, axis=1)[valid].astype("int64")})
 
     def audience(self, product_ids, n: int = 100, batch_size: int = 256) -> pd.DataFrame:
         """Top-n users most likely to engage with each product (who have not yet).
 
         EASE propensity for modelled items; content similarity of user profiles otherwise.
+        Blocks of products run on the worker threads (sparse products and top-n release the GIL).
         """
         product_ids = np.asarray(product_ids, dtype="int64")
         ease = self.sources_.ease_
@@ -305,8 +311,8 @@ class HybridRecommender(Recommender):
         ease_pos = np.searchsorted(ease.cols_, np.maximum(cols, 0))
         ease_pos = np.minimum(ease_pos, len(ease.cols_) - 1)
         in_ease = (cols >= 0) & (ease.cols_[ease_pos] == cols)
-        frames = []
-        for sl in batches(len(product_ids), batch_size):
+
+        def block(sl: slice) -> pd.DataFrame:
             pids, col, pos, ok = product_ids[sl], cols[sl], ease_pos[sl], in_ease[sl]
             # float32 like the EASE weights and content vectors: the same values as a float64
             # copy, half the memory traffic (the top-n selection is most of the cost here)
@@ -321,14 +327,27 @@ class HybridRecommender(Recommender):
                 seen = xt[col[known]]
                 r, c = seen.nonzero()
                 score[known[r], c] = -np.inf
-            idx, sc = top_n(score, n)
+            idx, sc = top_n(score, n, threads=1)
             valid = np.isfinite(sc)
-            frames.append(pd.DataFrame({
+            return pd.DataFrame({
                 "product_id": np.repeat(pids, idx.shape[1]).reshape(idx.shape)[valid],
                 "user_id": self.im_.user_ids[idx[valid]], "score": sc[valid].astype(np.float64),
-                "rank": np.cumsum(valid, axis=1)[valid].astype("int64")}))
+                "rank": np.cumsum(valid, axis=1)[valid].astype("int64")})
+
+        frames = _map_blocks(block, list(batches(len(product_ids), batch_size)))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["product_id", "user_id", "score", "rank"])
+
+
+def _map_blocks(fn: Callable[[Any], pd.DataFrame], blocks: list[Any]) -> list[pd.DataFrame]:
+    """``fn`` over the blocks on the worker threads, results in block order."""
+    threads = min(worker_threads(), len(blocks))
+    if threads <= 1:
+        return [fn(b) for b in blocks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, blocks))
 
 
 def train_hybrid(interactions: pd.DataFrame, products: pd.DataFrame | None = None,

@@ -1,6 +1,8 @@
 """Every faster path of the serving layer against the slower one it replaced, on the same inputs:
-the merge (two flat dicts and C-level sort keys vs. tuples and a lambda), the batch view's
-lookups (memoryviews and a dense index vs. ``np.searchsorted``)."""
+the merge (two flat dicts and C-level sort keys vs. tuples and a lambda; plain-tuple rows vs.
+named tuples), the served items' encoding (remembered rounding vs. ``round`` per score), the hot
+route's query parsing (vs. Starlette's), the batch view's lookups (memoryviews and a dense index
+vs. ``np.searchsorted``)."""
 
 from __future__ import annotations
 
@@ -119,6 +121,56 @@ def test_merge_equals_the_reference_merge_on_random_cases():
     # the cases reach every reason, so every branch of the rule was compared
     assert differing_reasons == {blend.BATCH, blend.BUY_AGAIN, blend.SIMILAR, blend.TRENDING,
                                  blend.POPULAR}
+
+
+def test_merge_rows_are_the_merges_scored_items_as_plain_tuples():
+    rng = random.Random(12)
+    for _ in range(2000):
+        case = _random_case(rng)
+        rows = blend.merge_rows(*case)
+        assert rows == blend.merge(*case) == reference_merge(*case), case
+        assert all(type(r) is tuple and len(r) == 3 for r in rows)
+
+
+def _reference_items(scored) -> bytes:
+    """``app._items`` as first written: ``round`` on every score, then msgspec structs."""
+    import msgspec
+
+    from recomart.serving.app import _Item
+
+    return msgspec.json.encode([_Item(s.product_id, round(s.score, 6), i, s.reason)
+                                for i, s in enumerate(scored, start=1)])
+
+
+def test_items_with_remembered_rounding_encode_like_round_on_every_score():
+    from recomart.serving import app
+
+    rng = random.Random(13)
+    specials = [0.0, -0.0, 1e-7, 4e-7, 5e-7, 1.0000005, 0.1234565, 1.05, 2.0, -0.3, 5e-05,
+                float("nan"), float("inf")]
+    for k in range(3000):
+        case = _random_case(rng)
+        scored = blend.merge(*case)
+        if k % 3 == 0:  # scores merges rarely make: tiny, negative, halfway, not finite
+            scored = [blend.Scored(s.product_id, rng.choice(specials), s.reason) for s in scored]
+        want = _reference_items(scored)
+        assert bytes(app._items(scored)) == want  # the Scored items
+        assert bytes(app._items([tuple(s) for s in scored])) == want  # the same as rows
+        assert bytes(app._items(scored)) == want  # and again, from the remembered roundings
+    assert 0.0 not in app._ROUNDED and all(k == k for k in app._ROUNDED)
+
+
+@pytest.mark.parametrize("query", [b"", b"n=20", b"n=3&x=1", b"n=2&n=3", b"x=1", b"n", b"n=",
+                                   b"&&n=7&", b"n=%32%30", b"n=+5", b"n=5+", b"m=1&n=4&m=2",
+                                   b"n=5;x=1", b"n=%", b"N=5", "n=\xe9".encode("latin-1"),
+                                   b"a=b=c&n=9", b"n=1&n"])
+def test_query_param_equals_starlettes_query_params(query):
+    from starlette.datastructures import QueryParams
+
+    from recomart.serving.app import _query_param
+
+    for name in ("n", "m", "x"):
+        assert _query_param(query, name, "10") == QueryParams(query).get(name, "10")
 
 
 def _reference_get(lists: Lists, key: int, n: int | None = None):

@@ -431,3 +431,23 @@ def test_exposures_and_events_go_through_their_own_producers(tmp_path):
         finally:
             consumer.close()
         assert seen == {"x-exposures": 50, "x-clicks": 3}
+
+
+def test_exposures_undeliverable_are_counted_lost_from_failure_only_reports():
+    """The exposure producer reports failures only: what never reaches a broker is counted lost
+    (and not sent) once librdkafka gives up on it, as per-message reports counted it before."""
+    from recomart.serving.kafka_out import KafkaOut
+    from recomart.streaming.broker import free_port
+
+    out = KafkaOut(f"127.0.0.1:{free_port()}", "x-exposures", "x-clicks", timeout_s=1.0)
+    try:
+        for i in range(7):
+            assert out.log_exposure(f"r{i}", b"{}")
+        assert out.queued == 7 and out.sent == 0
+        deadline = time.monotonic() + 30
+        while out.lost < 7 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert out.failed == 7 and out.lost == 7 and out.sent == 0
+    finally:
+        out.close()
+    assert out.sent == 0 and out.lost == 7

@@ -266,6 +266,37 @@ def test_online_reads_by_script_equal_the_pipeline_and_the_sync_store(store_url)
         assert got == store.recent_user(u) == unpack_events(store.client.lrange(f"rm:u:{u}", 0, 49))
 
 
+def test_online_reads_keep_one_connection_and_survive_the_server_closing_it(store_url):
+    """The batches' own connection (instead of one from the pool per batch) answers like the
+    pool did: across batches, after the server killed it, and after a failed batch."""
+    import asyncio
+
+    from recomart.serving.online_store import AsyncOnlineReader
+
+    store = _fill_store(store_url)
+    users = list(range(1, 41))
+    want = [store.recent_user(u) for u in users]
+
+    async def scenario():
+        reader = AsyncOnlineReader(store_url)
+        try:
+            got = [await asyncio.gather(*[reader.recent_user(u) for u in users])]
+            conn = reader._conn
+            got.append(await asyncio.gather(*[reader.recent_user(u) for u in users]))
+            assert reader._conn is conn  # one connection for every batch
+            store.client.execute_command("CLIENT", "KILL", "TYPE", "normal")  # the server drops it
+            got.append(await asyncio.gather(*[reader.recent_user(u) for u in users]))
+            with pytest.raises(Exception, match="WRONGTYPE"):  # a failed batch ...
+                await reader.recent_user("wrongtype")
+            got.append(await asyncio.gather(*[reader.recent_user(u) for u in users]))  # ... then fine
+            return got
+        finally:
+            await reader.close()
+
+    for answers in asyncio.run(scenario()):
+        assert answers == want and any(want)
+
+
 def test_online_reads_fall_back_to_pipelines_when_the_server_refuses_scripts(tmp_path):
     import asyncio
 

@@ -482,3 +482,54 @@ def test_exposures_undeliverable_are_counted_lost_from_failure_only_reports():
     finally:
         out.close()
     assert out.sent == 0 and out.lost == 7
+
+
+def test_buffered_metric_children_expose_what_direct_updates_expose():
+    """``metrics.Buffered`` + ``flush`` (the multiprocess mode's children) against the same
+    observations made on the child directly: equal bucket counts (values on the bounds too),
+    sums and counter values; nothing moves before the flush, a flush of nothing changes nothing."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from recomart.serving.metrics import LATENCY_BUCKETS, Buffered
+
+    registry = CollectorRegistry()
+    hist = Histogram("x_seconds", "x", ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+    count = Counter("x_items", "x", ["route"], registry=registry)
+    rng = random.Random(17)
+    values = ([rng.expovariate(100) for _ in range(3000)] + list(LATENCY_BUCKETS)
+              + [0.0, -1.0, 1e9])
+    b_hist, b_count = Buffered(hist.labels("buffered")), Buffered(count.labels("buffered"))
+    for k, v in enumerate(values):
+        hist.labels("direct").observe(v)
+        count.labels("direct").inc(k % 7)
+        b_hist.observe(v)
+        b_count.inc(k % 7)
+        if k == 1000:
+            assert registry.get_sample_value("x_seconds_count", {"route": "buffered"}) in (None, 0)
+            b_hist.flush()
+            b_count.flush()
+
+    def samples(route):
+        out = {}
+        for metric in registry.collect():
+            for s in metric.samples:
+                if s.labels.get("route") == route and not s.name.endswith("_created"):
+                    out[(s.name, s.labels.get("le"))] = s.value
+        return out
+
+    b_hist.flush()
+    b_count.flush()
+    b_hist.flush()  # nothing pending: no change
+    direct, buffered = samples("direct"), samples("buffered")
+    assert len(direct) == len(LATENCY_BUCKETS) + 4  # the buckets, +Inf, count, sum, the counter
+    sums = direct.pop(("x_seconds_sum", None)), buffered.pop(("x_seconds_sum", None))
+    assert direct == buffered and sums[1] == pytest.approx(sums[0], rel=1e-12)  # summed in steps
+    assert buffered[("x_items_total", None)] == sum(k % 7 for k in range(len(values)))
+    for one in (hist.labels("nan-direct"), Buffered(hist.labels("nan-buffered"))):
+        one.observe(float("nan"))  # no bucket, a NaN sum, on both paths
+        getattr(one, "flush", lambda: None)()
+    nan_direct, nan_buffered = samples("nan-direct"), samples("nan-buffered")
+    assert [k for k, v in nan_direct.items() if v != v] == [("x_seconds_sum", None)]
+    assert nan_direct.keys() == nan_buffered.keys()
+    assert all(v == nan_buffered[k] for k, v in nan_direct.items() if v == v)
+    assert nan_buffered[("x_seconds_sum", None)] != nan_buffered[("x_seconds_sum", None)]

@@ -264,6 +264,16 @@ class Serving:
             "assignment_probability": a.probability if a else None, "items": items}))
 
 
+async def _flush_metrics_every(seconds: float) -> None:
+    """Buffered metric children (multiprocess mode) reach the shared files once a second."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            metrics.flush()
+        except Exception:  # a metrics file problem must not end the loop (or fail requests)
+            log.exception("metrics flush failed")
+
+
 def _int_param(raw: str, where: str, lo: int, hi: int) -> int:
     """An integer parameter with the typed routes' 422 messages."""
     digits = raw[1:] if raw[:1] == "-" else raw
@@ -353,9 +363,12 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None,
             # collector's sight, a full collection no longer scans it (~30-100 ms here, a p99 spike)
             gc.collect()
             gc.freeze()
+        flusher = asyncio.create_task(_flush_metrics_every(1.0))
         try:
             yield
         finally:
+            flusher.cancel()
+            metrics.flush()  # what the last second served
             serving.holder.stop()
             serving.router.stop()
             await asyncio.to_thread(serving.kafka.close)

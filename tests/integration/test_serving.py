@@ -301,7 +301,7 @@ def test_exposures_land_exactly_once_across_a_worker_sigkill(stack):
     before = count_landed_exposures(lake)
     for k in range(2000):  # served while the worker is down: they wait in the topic
         api.get(f"/v1/users/{1 + k % USERS}/recommendations?n=5")
-    time.sleep(1.0)  # the API's producer flushes (linger 5 ms; acks all)
+    time.sleep(1.0)  # the API's producer flushes (linger 100 ms; acks all)
     total = len(api.request_ids)
     files_before = len(list_exposure_files(lake))
     worker.start()

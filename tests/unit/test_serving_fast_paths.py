@@ -1,6 +1,8 @@
 """Every faster path of the serving layer against the slower one it replaced, on the same inputs:
-the merge (two flat dicts and C-level sort keys vs. tuples and a lambda), the batch view's
-lookups (memoryviews and a dense index vs. ``np.searchsorted``)."""
+the merge (two flat dicts and C-level sort keys vs. tuples and a lambda; plain-tuple rows vs.
+named tuples), the served items' encoding (remembered rounding vs. ``round`` per score), the hot
+route's query parsing (vs. Starlette's), the batch view's lookups (memoryviews and a dense index
+vs. ``np.searchsorted``)."""
 
 from __future__ import annotations
 
@@ -121,6 +123,56 @@ def test_merge_equals_the_reference_merge_on_random_cases():
                                  blend.POPULAR}
 
 
+def test_merge_rows_are_the_merges_scored_items_as_plain_tuples():
+    rng = random.Random(12)
+    for _ in range(2000):
+        case = _random_case(rng)
+        rows = blend.merge_rows(*case)
+        assert rows == blend.merge(*case) == reference_merge(*case), case
+        assert all(type(r) is tuple and len(r) == 3 for r in rows)
+
+
+def _reference_items(scored) -> bytes:
+    """``app._items`` as first written: ``round`` on every score, then msgspec structs."""
+    import msgspec
+
+    from recomart.serving.app import _Item
+
+    return msgspec.json.encode([_Item(s.product_id, round(s.score, 6), i, s.reason)
+                                for i, s in enumerate(scored, start=1)])
+
+
+def test_items_with_remembered_rounding_encode_like_round_on_every_score():
+    from recomart.serving import app
+
+    rng = random.Random(13)
+    specials = [0.0, -0.0, 1e-7, 4e-7, 5e-7, 1.0000005, 0.1234565, 1.05, 2.0, -0.3, 5e-05,
+                float("nan"), float("inf")]
+    for k in range(3000):
+        case = _random_case(rng)
+        scored = blend.merge(*case)
+        if k % 3 == 0:  # scores merges rarely make: tiny, negative, halfway, not finite
+            scored = [blend.Scored(s.product_id, rng.choice(specials), s.reason) for s in scored]
+        want = _reference_items(scored)
+        assert bytes(app._items(scored)) == want  # the Scored items
+        assert bytes(app._items([tuple(s) for s in scored])) == want  # the same as rows
+        assert bytes(app._items(scored)) == want  # and again, from the remembered roundings
+    assert 0.0 not in app._ROUNDED and all(k == k for k in app._ROUNDED)
+
+
+@pytest.mark.parametrize("query", [b"", b"n=20", b"n=3&x=1", b"n=2&n=3", b"x=1", b"n", b"n=",
+                                   b"&&n=7&", b"n=%32%30", b"n=+5", b"n=5+", b"m=1&n=4&m=2",
+                                   b"n=5;x=1", b"n=%", b"N=5", "n=\xe9".encode("latin-1"),
+                                   b"a=b=c&n=9", b"n=1&n"])
+def test_query_param_equals_starlettes_query_params(query):
+    from starlette.datastructures import QueryParams
+
+    from recomart.serving.app import _query_param
+
+    for name in ("n", "m", "x"):
+        assert _query_param(query, name, "10") == QueryParams(query).get(name, "10")
+
+
 def _reference_get(lists: Lists, key: int, n: int | None = None):
     """``Lists.get`` as first written: a numpy binary search and array slices."""
     i = int(np.searchsorted(lists.keys, key))
@@ -212,6 +264,37 @@ def test_online_reads_by_script_equal_the_pipeline_and_the_sync_store(store_url)
     assert sum(len(r) for r in by_script) > 300  # the reads found data, not only empty lists
     for u, got in zip(users, batched, strict=True):
         assert got == store.recent_user(u) == unpack_events(store.client.lrange(f"rm:u:{u}", 0, 49))
+
+
+def test_online_reads_keep_one_connection_and_survive_the_server_closing_it(store_url):
+    """The batches' own connection (instead of one from the pool per batch) answers like the
+    pool did: across batches, after the server killed it, and after a failed batch."""
+    import asyncio
+
+    from recomart.serving.online_store import AsyncOnlineReader
+
+    store = _fill_store(store_url)
+    users = list(range(1, 41))
+    want = [store.recent_user(u) for u in users]
+
+    async def scenario():
+        reader = AsyncOnlineReader(store_url)
+        try:
+            got = [await asyncio.gather(*[reader.recent_user(u) for u in users])]
+            conn = reader._conn
+            got.append(await asyncio.gather(*[reader.recent_user(u) for u in users]))
+            assert reader._conn is conn  # one connection for every batch
+            store.client.execute_command("CLIENT", "KILL", "TYPE", "normal")  # the server drops it
+            got.append(await asyncio.gather(*[reader.recent_user(u) for u in users]))
+            with pytest.raises(Exception, match="WRONGTYPE"):  # a failed batch ...
+                await reader.recent_user("wrongtype")
+            got.append(await asyncio.gather(*[reader.recent_user(u) for u in users]))  # ... then fine
+            return got
+        finally:
+            await reader.close()
+
+    for answers in asyncio.run(scenario()):
+        assert answers == want and any(want)
 
 
 def test_online_reads_fall_back_to_pipelines_when_the_server_refuses_scripts(tmp_path):
@@ -379,3 +462,74 @@ def test_exposures_and_events_go_through_their_own_producers(tmp_path):
         finally:
             consumer.close()
         assert seen == {"x-exposures": 50, "x-clicks": 3}
+
+
+def test_exposures_undeliverable_are_counted_lost_from_failure_only_reports():
+    """The exposure producer reports failures only: what never reaches a broker is counted lost
+    (and not sent) once librdkafka gives up on it, as per-message reports counted it before."""
+    from recomart.serving.kafka_out import KafkaOut
+    from recomart.streaming.broker import free_port
+
+    out = KafkaOut(f"127.0.0.1:{free_port()}", "x-exposures", "x-clicks", timeout_s=1.0)
+    try:
+        for i in range(7):
+            assert out.log_exposure(f"r{i}", b"{}")
+        assert out.queued == 7 and out.sent == 0
+        deadline = time.monotonic() + 30
+        while out.lost < 7 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert out.failed == 7 and out.lost == 7 and out.sent == 0
+    finally:
+        out.close()
+    assert out.sent == 0 and out.lost == 7
+
+
+def test_buffered_metric_children_expose_what_direct_updates_expose():
+    """``metrics.Buffered`` + ``flush`` (the multiprocess mode's children) against the same
+    observations made on the child directly: equal bucket counts (values on the bounds too),
+    sums and counter values; nothing moves before the flush, a flush of nothing changes nothing."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from recomart.serving.metrics import LATENCY_BUCKETS, Buffered
+
+    registry = CollectorRegistry()
+    hist = Histogram("x_seconds", "x", ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+    count = Counter("x_items", "x", ["route"], registry=registry)
+    rng = random.Random(17)
+    values = ([rng.expovariate(100) for _ in range(3000)] + list(LATENCY_BUCKETS)
+              + [0.0, -1.0, 1e9])
+    b_hist, b_count = Buffered(hist.labels("buffered")), Buffered(count.labels("buffered"))
+    for k, v in enumerate(values):
+        hist.labels("direct").observe(v)
+        count.labels("direct").inc(k % 7)
+        b_hist.observe(v)
+        b_count.inc(k % 7)
+        if k == 1000:
+            assert registry.get_sample_value("x_seconds_count", {"route": "buffered"}) in (None, 0)
+            b_hist.flush()
+            b_count.flush()
+
+    def samples(route):
+        out = {}
+        for metric in registry.collect():
+            for s in metric.samples:
+                if s.labels.get("route") == route and not s.name.endswith("_created"):
+                    out[(s.name, s.labels.get("le"))] = s.value
+        return out
+
+    b_hist.flush()
+    b_count.flush()
+    b_hist.flush()  # nothing pending: no change
+    direct, buffered = samples("direct"), samples("buffered")
+    assert len(direct) == len(LATENCY_BUCKETS) + 4  # the buckets, +Inf, count, sum, the counter
+    sums = direct.pop(("x_seconds_sum", None)), buffered.pop(("x_seconds_sum", None))
+    assert direct == buffered and sums[1] == pytest.approx(sums[0], rel=1e-12)  # summed in steps
+    assert buffered[("x_items_total", None)] == sum(k % 7 for k in range(len(values)))
+    for one in (hist.labels("nan-direct"), Buffered(hist.labels("nan-buffered"))):
+        one.observe(float("nan"))  # no bucket, a NaN sum, on both paths
+        getattr(one, "flush", lambda: None)()
+    nan_direct, nan_buffered = samples("nan-direct"), samples("nan-buffered")
+    assert [k for k, v in nan_direct.items() if v != v] == [("x_seconds_sum", None)]
+    assert nan_direct.keys() == nan_buffered.keys()
+    assert all(v == nan_buffered[k] for k, v in nan_direct.items() if v == v)
+    assert nan_buffered[("x_seconds_sum", None)] != nan_buffered[("x_seconds_sum", None)]

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat as _repeat
 from typing import NamedTuple
 
 from recomart.serving.online_store import RecentEvent
@@ -48,7 +49,8 @@ class MergeRules:
 
 
 class Scored(NamedTuple):
-    """A ranked candidate (a named tuple: the merge builds n of them per request)."""
+    """A ranked candidate. ``merge_rows`` gives the same rows as plain tuples (one is built ~5x
+    faster than a named tuple, and the hot route builds n of them per request)."""
 
     product_id: int
     score: float
@@ -61,14 +63,29 @@ def _rank_scores(n: int) -> tuple[float, ...]:
     return tuple(1.0 - r / n for r in range(n))
 
 
+@lru_cache(maxsize=1024)
+def _weighted_rank_scores(n: int, weight: float) -> tuple[float, ...]:
+    """``weight * (1 - r / n)`` for r < n (a rule has few distinct anchor weights)."""
+    return tuple(weight * base for base in _rank_scores(n))
+
+
 def merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[RecentEvent],
           similar: Callable[[int, int], Sequence[int] | None], trending: Sequence[int],
           popular: Sequence[int], n: int, rules: MergeRules = MergeRules()) -> list[Scored]:
     """The top ``n`` for one user/session (see the module docstring for the rule)."""
+    return list(map(Scored._make, merge_rows(batch, recent, similar, trending, popular, n, rules)))
+
+
+Row = tuple[int, float, str]  # (product_id, score, reason): a Scored as a plain tuple
+
+
+def merge_rows(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[RecentEvent],
+               similar: Callable[[int, int], Sequence[int] | None], trending: Sequence[int],
+               popular: Sequence[int], n: int, rules: MergeRules = MergeRules()) -> list[Row]:
+    """``merge`` with plain ``(product_id, score, reason)`` tuples (equal to its ``Scored``s)."""
     items = list(batch[0]) if batch is not None else []
     if not recent:  # the common case needs none of the real-time machinery
-        length = len(items)
-        ranked = [Scored(p, 1.0 - r / length, BATCH) for r, p in enumerate(items[:n])]
+        ranked = list(zip(items[:n], _rank_scores(len(items)), _repeat(BATCH)))
         return _fill(ranked, n, trending, popular, frozenset())
     bought: dict[int, int] = {}
     views: dict[int, int] = {}
@@ -105,16 +122,16 @@ def merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[
         seen_anchor.add(pid)
         anchors.append((pid, e.event_type == "add_to_cart"))
     skip = seen_anchor | excluded
+    get = score.get
     for j, (anchor, carted) in enumerate(anchors):
         sims = similar(anchor, rules.similar_per_anchor)
         if not sims:
             continue
         weight = rules.similar_weight * rules.recency_decay ** j * (rules.cart_boost if carted else 1.0)
-        for pid, base in zip(sims, _rank_scores(len(sims)), strict=True):
+        for pid, s in zip(sims, _weighted_rank_scores(len(sims), weight), strict=True):
             if pid in skip:
                 continue
-            s = weight * base
-            cur = score.get(pid)
+            cur = get(pid)
             if cur is None or s > cur:
                 score[pid] = s
                 reason[pid] = SIMILAR
@@ -127,17 +144,20 @@ def merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent: Sequence[
     # best score first, ties by product id: sort by id, then a stable sort by score (C-level keys)
     top = sorted(score)
     top.sort(key=score.__getitem__, reverse=True)
-    ranked = [Scored(pid, score[pid], reason.get(pid, BATCH)) for pid in top[:n]]
+    del top[n:]
+    ranked = list(zip(top, map(score.__getitem__, top), map(reason.get, top, _repeat(BATCH)),
+                      strict=True))
     return _fill(ranked, n, trending, popular, frozenset(bought))
 
 
-def _fill(ranked: list[Scored], n: int, trending: Sequence[int], popular: Sequence[int],
-          bought: frozenset[int]) -> list[Scored]:
-    """Step 5: trending, then popular items below the last score, skipping bought/listed ones."""
+def _fill(ranked: list, n: int, trending: Sequence[int], popular: Sequence[int],
+          bought: frozenset[int]) -> list:
+    """Step 5: trending, then popular items below the last score, skipping bought/listed ones
+    (appends plain ``Row`` tuples)."""
     if len(ranked) >= n:
         return ranked
-    listed = {s.product_id for s in ranked}
-    floor = ranked[-1].score if ranked else 1.0
+    listed = {s[0] for s in ranked}
+    floor = ranked[-1][1] if ranked else 1.0
     for source, reason in ((trending, TRENDING), (popular, POPULAR)):
         for pid in source:
             if len(ranked) >= n:
@@ -145,6 +165,6 @@ def _fill(ranked: list[Scored], n: int, trending: Sequence[int], popular: Sequen
             if pid in listed or pid in bought:
                 continue
             floor *= 0.99
-            ranked.append(Scored(int(pid), floor, reason))
+            ranked.append((int(pid), floor, reason))
             listed.add(pid)
     return ranked

@@ -5,8 +5,12 @@ Two confluent-kafka producers per worker process, because the two streams want o
 batching: exposures linger ``EXPOSURE_LINGER_MS`` so each produce request carries many of them
 (at 5 ms the embedded broker spent ~125 us of CPU per exposure on the 2 shared cores, at 100 ms
 ~30-40 us), while feedback events go out at once (``EVENT_LINGER_MS``) because the freshness of
-the real-time view waits on them. A daemon thread polls the exposure producer's delivery
-reports; ``send_events`` polls its own producer while it waits for the acks.
+the real-time view waits on them. The exposure producer reports failed deliveries only
+(``delivery.report.only.error``): a report per acknowledged exposure was a Python callback per
+request, run in the poll thread under the GIL in bursts of a linger's worth (hundreds), which
+held up the event loop. Acknowledged exposures are counted as queued - failed - still in
+librdkafka's queue. A daemon thread polls the exposure producer (its failure reports);
+``send_events`` polls its own producer while it waits for the acks.
 
 librdkafka's own queue (``serving_exposure_queue`` messages) is the bound: when the broker is
 down, exposures wait there until ``message.timeout.ms`` and are then counted as lost (metric
@@ -36,7 +40,8 @@ class KafkaOut:
         self.bootstrap = bootstrap
         self.exposures_topic, self.clickstream_topic = exposures_topic, clickstream_topic
         self.timeout_s = timeout_s
-        self.sent = 0
+        self.queued = 0  # exposures librdkafka accepted
+        self.failed = 0  # ... and then reported undeliverable
         self.lost = 0
         self._last_warn = 0.0
         self._stop = threading.Event()
@@ -48,30 +53,42 @@ class KafkaOut:
         if bootstrap:
             from confluent_kafka import Producer
 
-            def config(linger_ms: int, queue: int) -> dict[str, Any]:
+            def config(linger_ms: int, queue: int, **more: Any) -> dict[str, Any]:
                 return {"bootstrap.servers": bootstrap, "linger.ms": linger_ms, "acks": "all",
                         "queue.buffering.max.messages": queue,
                         "message.timeout.ms": int(timeout_s * 1000),
                         "enable.idempotence": False,  # Tansu rejects idempotent producers
-                        "log_level": 2}  # connection errors show as counted losses (metric + log)
+                        "log_level": 2,  # connection errors show as counted losses (metric + log)
+                        **more}
 
-            self.producer = Producer(config(EXPOSURE_LINGER_MS, queue_max))
+            self.producer = Producer(config(EXPOSURE_LINGER_MS, queue_max,
+                                            **{"delivery.report.only.error": True,
+                                               "on_delivery": self._undelivered}))
             self.events_producer = Producer(config(EVENT_LINGER_MS, 100_000))
             self._thread = threading.Thread(target=self._poll, name="kafka-out", daemon=True)
             self._thread.start()
+
+    @property
+    def sent(self) -> int:
+        """Exposures the broker acknowledged: queued, neither failed nor still in the queue
+        (``queued`` is read first, so a concurrent produce can only make this lower, never
+        higher than the truth)."""
+        if self.producer is None:
+            return 0
+        queued = self.queued
+        return queued - self.failed - len(self.producer)
 
     def _poll(self) -> None:
         sent = EXPOSURES.labels("sent")
         reported = 0
         while not self._stop.is_set():
             self.producer.poll(0.2)
-            # acknowledged exposures reach the metric in one step per poll, not one per message
-            # (a multiprocess-mode counter write per delivery report cost the API's CPU)
+            # acknowledged exposures reach the metric in one step per poll (never backwards)
             now = self.sent
-            if now != reported:
+            if now > reported:
                 sent.inc(now - reported)
                 reported = now
-        if self.sent != reported:
+        if self.sent > reported:
             sent.inc(self.sent - reported)
 
     def _lose(self, n: int, why: str) -> None:
@@ -83,12 +100,13 @@ class KafkaOut:
             log.warning("exposure log: %d record(s) lost (%s); %d lost so far, serving goes on",
                         n, why, self.lost)
 
-    def _delivered(self, err: Any, msg: Any) -> None:
-        if err is None:
-            with self._count_lock:  # reports run in the poll thread and in close()'s flush
-                self.sent += 1
-        else:
-            self._lose(1, f"broker: {err}")
+    def _undelivered(self, err: Any, msg: Any) -> None:
+        """The exposure producer's delivery report: failures only (``delivery.report.only.error``)."""
+        if err is None:  # not configured to happen; ``sent`` counts it anyway
+            return
+        with self._count_lock:  # reports run in the poll thread and in close()'s flush
+            self.failed += 1
+        self._lose(1, f"broker: {err}")
 
     def log_exposure(self, request_id: str, payload: bytes) -> bool:
         """Queue one exposure record (JSON bytes); False (and counted lost) when it cannot be
@@ -97,8 +115,8 @@ class KafkaOut:
             self._lose(1, "no broker configured (RECOMART_KAFKA_BOOTSTRAP unset)")
             return False
         try:
-            self.producer.produce(self.exposures_topic, key=request_id.encode(), value=payload,
-                                  on_delivery=self._delivered)
+            self.producer.produce(self.exposures_topic, value=payload, key=request_id.encode())
+            self.queued += 1
             return True
         except BufferError:
             self._lose(1, "local queue full")

@@ -176,23 +176,30 @@ class AsyncOnlineReader:
     same keys and encoding as ``OnlineStore``.
 
     Concurrent reads are micro-batched, and a batch is one ``EVAL`` of ``RECENT_SCRIPT`` written
-    and read straight on a pooled redis-py connection (connect, AUTH, SELECT, TLS, timeouts and
-    error handling stay redis-py's): one command and one reply per batch. A pipeline of one
-    LRANGE per read cost ~2x the client CPU (redis-py's per-command packing, a timeout context
-    and parse per reply). A server that refuses scripts gets the pipeline."""
+    and read straight on a redis-py connection (connect, AUTH, SELECT, TLS, timeouts and error
+    handling stay redis-py's): one command and one reply per batch. A pipeline of one LRANGE per
+    read cost ~2x the client CPU (redis-py's per-command packing, a timeout context and parse per
+    reply). Batches go out one at a time, so the reader keeps one connection for them instead of
+    taking it from the pool per batch (the pool's lock, its readiness probe of the socket, and
+    its observability events cost about as much as the read itself); after an error it is
+    disconnected, and the next batch connects again. A server that refuses scripts gets the
+    pipeline."""
 
     def __init__(self, url: str, *, max_events: int = 50, window_s: int = 3600, prefix: str = "rm",
                  timeout_s: float = 0.5) -> None:
         import redis.asyncio as aioredis
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import ResponseError
 
         self._response_error = ResponseError
+        self._connection_error = RedisConnectionError
         self.url, self.max_events, self.window_s, self.prefix = url, max_events, window_s, prefix
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s,
                                               socket_connect_timeout=timeout_s)
         self._pending: list[tuple[str, int, asyncio.Future]] = []
         self._in_flight = False
         self._task: asyncio.Future | None = None
+        self._conn: Any = None  # the batches' connection, taken from the pool once
         self.use_script = True
 
     def _key(self, kind: str, ident: Any) -> str:
@@ -227,13 +234,25 @@ class AsyncOnlineReader:
         keys = [k.encode() for k, _ in reads]
         command = pack_command(b"EVAL", RECENT_SCRIPT, b"%d" % len(keys), *keys,
                                *[b"%d" % stop for _, stop in reads])
-        pool = self.client.connection_pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command(command, check_health=False)
-            return await conn.read_response()
-        finally:
-            await pool.release(conn)
+        for attempt in (1, 2):
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = await self.client.connection_pool.get_connection()
+            try:
+                await conn.send_packed_command(command, check_health=False)
+                return await conn.read_response()
+            except self._connection_error:
+                # closed by the server since the last batch (idle timeout, CLIENT KILL, restart):
+                # like the pool's probe of a reused connection, connect again and read once more
+                await conn.disconnect(nowait=True)
+                if attempt == 2:
+                    raise
+            except BaseException:
+                # a reply may still be on its way (timeout, cancellation): never read it as the
+                # next batch's answer; the next batch connects again (redis-py does on send)
+                await conn.disconnect(nowait=True)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def read_pipeline(self, reads: Sequence[tuple[str, int]]) -> list[list[bytes]]:
         """The same reads as a pipeline of LRANGE commands."""
@@ -285,6 +304,9 @@ class AsyncOnlineReader:
         return merge_windows(current, previous, 1.0 - (now - start) / self.window_s, n)
 
     async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.client.connection_pool.release(conn)
         await self.client.aclose()
 
 

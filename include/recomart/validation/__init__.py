@@ -13,7 +13,16 @@ from recomart.validation.gate import DataQualityError, publish_validated, qualit
 __all__ = ["DataQualityError", "publish_validated", "quality_gate", "validate_all"]
 
 
-def validate_all(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from recomart.validation.run import validate_all as _validate_all
+def validate_all(lake: Any, ds: str, run_id: str, threshold: float | None = None,
+                 gx_sample_rows: int | None = None, *, gx_in_process: bool = False) -> dict[str, Any]:
+    """See :func:`recomart.validation.run.validate_all`. The GX child process starts here, before
+    this process imports pandas and Pandera, so its own (longer) imports overlap ours."""
+    from recomart.validation.suite_worker import open_suites
 
-    return _validate_all(*args, **kwargs)
+    suites = open_suites(gx_in_process)
+    try:
+        from recomart.validation.run import validate_all as _validate_all
+
+        return _validate_all(lake, ds, run_id, threshold, gx_sample_rows, suites=suites)
+    finally:
+        suites.close()

@@ -208,7 +208,8 @@ class ChildSuites:
         if self.proc.returncode != 0 or not result.exists():
             raise self._failed("failed")
         data = json.loads(result.read_text(encoding="utf-8"))
-        log.info("GX suites child process done (waited %.2fs for it)", waited)
+        log.info("GX suites child process done (waited %.2fs for it); its steps (s since start): %s",
+                 waited, ", ".join(f"{k} {v:.2f}" for k, v in data.get("steps", {}).items()))
         if tail := self._tail():
             log.info("GX suites child process output:\n%s", tail)
         return data["checks"]
@@ -234,20 +235,55 @@ def open_suites(in_process: bool = False) -> ChildSuites | InProcessSuites:
 
 
 # ---- the child ----------------------------------------------------------------------------------
+# What GX imports at import time but a pandas data source fed dataframes never uses (measured with
+# ``python -X importtime``: ~60% of GX's import time). GX's optional connectors: their imports are
+# wrapped in ``try/except ImportError`` and GX marks them not installed; a ``None`` entry in
+# ``sys.modules`` makes such an import fail at once. Only names nothing imported yet.
+_UNUSED_CONNECTORS = ("sqlalchemy", "boto3", "botocore", "s3transfer", "google", "psycopg2")
+# Hard dependencies that only other expectations use (scipy.stats: the KL-divergence and KS-test
+# expectations; altair: their charts): loaded on first attribute use (``importlib.util.LazyLoader``),
+# so anything that does use them still gets the real module.
+_LAZY = ("scipy.stats", "altair")
+
+
+def _lean_imports() -> None:
+    import importlib.util
+
+    for name in _UNUSED_CONNECTORS:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    for name in _LAZY:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            continue
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, module)
+
+
 def _json_default(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
 def child_main(work: Path) -> int:
-    """Import GX (while the parent still parses), then serve the parent's messages."""
+    """Import GX (while the parent still parses), then serve the parent's messages. The result
+    holds the checks and the seconds each step took since the child started (for the log)."""
+    t0 = time.perf_counter()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _lean_imports()
     import pandas as pd
 
     from recomart.validation.gx_input import gx_frames, read_input
     from recomart.validation.suites import SuiteRun, _import_gx
 
     _import_gx()
+    steps = {"imported": time.perf_counter() - t0}
     run: SuiteRun | None = None
     checks: dict[str, list[dict]] = {}
     for line in sys.stdin.buffer:
@@ -255,14 +291,18 @@ def child_main(work: Path) -> int:
         if msg["op"] == "begin":
             run = SuiteRun({n: frozenset(c) for n, c in msg["nullables"].items()}, msg["previous_rows"],
                            pd.Timestamp(msg["ds_end"]), Path(msg["docs_dir"]))
+            steps["context"] = time.perf_counter() - t0
         elif run is None:
             raise SuiteWorkerError(f"{msg['op']!r} before 'begin'")
         elif msg["op"] == "dataset":
+            steps[f"{msg['name']} received"] = time.perf_counter() - t0
             checks[msg["name"]] = run.add(msg["name"], *gx_frames(read_input(msg)))
+            steps[msg["name"]] = time.perf_counter() - t0
         elif msg["op"] == "finish":
             index = run.build_docs()
+            steps["data docs"] = time.perf_counter() - t0
             tmp = work / f"{RESULT}.tmp"
-            tmp.write_text(json.dumps({"checks": checks, "docs_index": str(index)},
+            tmp.write_text(json.dumps({"checks": checks, "docs_index": str(index), "steps": steps},
                                       default=_json_default), encoding="utf-8")
             os.replace(tmp, work / RESULT)
             return 0

@@ -133,6 +133,8 @@ def main() -> None:
     if args.small:
         args.users, args.products, args.days = 5_000, 1_000, 14
     logging.basicConfig(level=logging.WARNING)
+    # one line per run: how long validation waited for the GX child and when each of its steps ended
+    logging.getLogger("recomart.validation.suite_worker").setLevel(logging.INFO)
 
     from recomart.ingestion.landing import count_lines
     from recomart.lake import Lake

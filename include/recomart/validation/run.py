@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -217,17 +218,13 @@ def _curated_table(curated: pa.Table, dset: Dataset, ds: str) -> pa.Table:
     return pa.table(cols)
 
 
-def _stage_tables(lake: Lake, results: dict[str, DatasetResult], ds: str, run_id: str
-                  ) -> dict[str, tuple[int, int]]:
-    """Commit each dataset's curated (staged) and quarantine tables: (curated, quarantine) versions."""
+def _stage(lake: Lake, name: str, res: DatasetResult, ds: str, run_id: str) -> tuple[int, int]:
+    """Commit one dataset's curated (staged) and quarantine tables: (curated, quarantine) versions."""
     meta = {"run_id": run_id, "logical_date": ds, "stage": "staged"}
-    versions = {}
-    for name, res in results.items():
-        dset = DATASETS[name]
-        curated = lake.write_table("curated", name, _curated_table(res.curated, dset, ds),
-                                   mode="overwrite", metadata=meta)
-        versions[name] = (curated, write_quarantine(lake, dset, ds, res.quarantine, run_id))
-    return versions
+    dset = DATASETS[name]
+    curated = lake.write_table("curated", name, _curated_table(res.curated, dset, ds),
+                               mode="overwrite", metadata=meta)
+    return curated, write_quarantine(lake, dset, ds, res.quarantine, run_id)
 
 
 def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = None,
@@ -244,6 +241,9 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
     sample_rows = gx_sample_rows or SAMPLE_ROWS
     docs_dir = lake.path("reports", f"ds={ds}", "gx_data_docs")
     with contextlib.ExitStack() as stack:
+        # Delta commits (Rust, GIL released) run in this thread while the next dataset is validated;
+        # staged versions are invisible to readers until the gate publishes them.
+        stager = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="recomart-stage"))
         local_docs = stack.enter_context(lake.build_tree(docs_dir))  # GX writes local files only
         suites = suites if suites is not None else open_suites(gx_in_process)
         stack.callback(suites.close)  # runs first: the child is stopped before its docs folder goes
@@ -255,9 +255,11 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
             log.info("withdrew the earlier publication of %s while it is re-validated", ds)
         ctx = RunContext(ds_end=ds_end)
         results: dict[str, DatasetResult] = {}
+        staged = {}
         for name in ORDER:
             res = validate_dataset(name, inputs[name], ctx, ds, run_id)
             results[name] = res
+            staged[name] = stager.submit(_stage, lake, name, res, ds, run_id)
             suites.add(name, gx_tables(res.curated, name, sample_rows))
             if name == "users":
                 ctx.user_ids = res.curated["user_id"].to_numpy().astype("int64")
@@ -267,9 +269,7 @@ def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = Non
                      res.entry["curated"], res.entry["quarantined"], res.entry["reasons"])
         del inputs
         suites.finish()
-        # The Delta commits run while the child still runs the last suites and builds the docs;
-        # staged versions are invisible to readers until the gate publishes them.
-        versions = _stage_tables(lake, results, ds, run_id)
+        versions = {name: f.result() for name, f in staged.items()}
         gx_checks = suites.checks()
     docs_index = docs_dir / "index.html"
 

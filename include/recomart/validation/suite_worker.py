@@ -210,8 +210,9 @@ class ChildSuites:
         data = json.loads(result.read_text(encoding="utf-8"))
         log.info("GX suites child process done (waited %.2fs for it); its steps (s since start): %s",
                  waited, ", ".join(f"{k} {v:.2f}" for k, v in data.get("steps", {}).items()))
-        if tail := self._tail():
-            log.info("GX suites child process output:\n%s", tail)
+        if tail := self._tail():  # GX's own INFO lines are noise; its warnings are not
+            level = logging.WARNING if "WARNING" in tail or "ERROR" in tail else logging.DEBUG
+            log.log(level, "GX suites child process output:\n%s", tail)
         return data["checks"]
 
     def close(self) -> None:

@@ -134,3 +134,12 @@ def coerce(rows: pa.Table, ds: Dataset) -> tuple[pa.Table, np.ndarray, list[tupl
 def to_pandas(typed: pa.Table) -> pd.DataFrame:
     """Pandas frame with nullable ints, so Pandera sees ints (not floats) when values are missing."""
     return typed.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+
+
+def dates_as_timestamps(typed: pa.Table) -> pa.Table:
+    """``date32`` columns as UTC timestamps at midnight (what the Pandera models and GX expect)."""
+    for i, f in enumerate(typed.schema):
+        if pa.types.is_date32(f.type):
+            typed = typed.set_column(i, f.name, typed[f.name].cast(pa.timestamp("us")).cast(
+                pa.timestamp("us", "UTC")))
+    return typed

@@ -16,6 +16,7 @@ has published it (write-audit-publish, see :mod:`recomart.curated`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -33,12 +34,15 @@ from recomart.ingestion.landing import read_manifest
 from recomart.lake import Lake
 from recomart.tables import DATASETS, Dataset
 from recomart.validation import reasons as R
-from recomart.validation.coercion import coerce, to_pandas
+from recomart.validation.coercion import coerce, dates_as_timestamps, to_pandas
 from recomart.validation.gate import summary_path
+from recomart.validation.gx_input import gx_tables
 from recomart.validation.history import previous_curated_rows, record_run
 from recomart.validation.parsing import ParsedInput, parse_catalog_pages, parse_csv, speed_rows
 from recomart.validation.quarantine import quarantine_schema, to_table, write_quarantine
 from recomart.validation.schemas import DETAILS, RunContext, duplicate_rows, row_failures
+from recomart.validation.suite_worker import Suites, open_suites
+from recomart.validation.suites import SAMPLE_ROWS
 
 log = logging.getLogger(__name__)
 ORDER = ("users", "products", "orders", "ratings", "clickstream")
@@ -107,7 +111,7 @@ def validate_dataset(name: str, inputs: list[ParsedInput], ctx: RunContext, ds: 
     details = np.array([lbl[1] or None for lbl in labels], dtype=object)[codes]
     ok_idx = np.flatnonzero(codes == 0)
     parsed = typed if len(ok_idx) == typed.num_rows else typed.take(pa.array(ok_idx))
-    frame = to_pandas(_dates_as_timestamps(parsed))  # the rows that parsed, for Pandera
+    frame = to_pandas(dates_as_timestamps(parsed))  # the rows that parsed, for Pandera
     row_reasons, failed, checks_run = row_failures(frame, name, ctx)
     reasons[ok_idx] = row_reasons
     passed = pd.isna(row_reasons)
@@ -133,37 +137,6 @@ def validate_dataset(name: str, inputs: list[ParsedInput], ctx: RunContext, ds: 
     quarantine = _quarantine_rows(strings, bad, reasons, details, inputs, dset, ds, run_id)
     entry = _entry(name, inputs, curated, quarantine, failed, checks_run, dup_idx, dset)
     return DatasetResult(curated, quarantine, entry)
-
-
-def gx_frame(curated: pa.Table, name: str, sample_rows: int, seed: int = 42
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """What the GX suites read: a seeded sample of the curated rows (the rows
-    ``DataFrame.sample(n, random_state=seed)`` picks) and the full time column, as pandas."""
-    from recomart.validation.suites import time_column
-
-    cols = list(DATASETS[name].columns)
-    n = curated.num_rows
-    if n > sample_rows:
-        picks = np.random.RandomState(seed).choice(n, size=sample_rows, replace=False)
-        sample = curated.select(cols).take(pa.array(picks))
-        index = pd.Index(picks)
-    else:
-        sample, index = curated.select(cols), None
-    sample_frame = to_pandas(_dates_as_timestamps(sample))
-    if index is not None:
-        sample_frame.index = index
-    ts = time_column(name)
-    volume = (to_pandas(_dates_as_timestamps(curated.select([ts]))) if ts
-              else pd.DataFrame(index=pd.RangeIndex(n)))
-    return sample_frame, volume
-
-
-def _dates_as_timestamps(typed: pa.Table) -> pa.Table:
-    for i, f in enumerate(typed.schema):
-        if pa.types.is_date32(f.type):
-            typed = typed.set_column(i, f.name, typed[f.name].cast(pa.timestamp("us")).cast(
-                pa.timestamp("us", "UTC")))
-    return typed
 
 
 def _quarantine_rows(strings: pa.Table, bad: np.ndarray, reasons: np.ndarray, details: np.ndarray,
@@ -245,60 +218,60 @@ def _curated_table(curated: pa.Table, dset: Dataset, ds: str) -> pa.Table:
     return pa.table(cols)
 
 
-def _stage_tables(lake: Lake, results: dict[str, DatasetResult], ds: str, run_id: str
-                  ) -> dict[str, tuple[int, int]]:
-    """Commit each dataset's curated (staged) and quarantine tables: (curated, quarantine) versions."""
+def _stage(lake: Lake, name: str, res: DatasetResult, ds: str, run_id: str) -> tuple[int, int]:
+    """Commit one dataset's curated (staged) and quarantine tables: (curated, quarantine) versions."""
     meta = {"run_id": run_id, "logical_date": ds, "stage": "staged"}
-    versions = {}
-    for name, res in results.items():
-        dset = DATASETS[name]
-        curated = lake.write_table("curated", name, _curated_table(res.curated, dset, ds),
-                                   mode="overwrite", metadata=meta)
-        versions[name] = (curated, write_quarantine(lake, dset, ds, res.quarantine, run_id))
-    return versions
+    dset = DATASETS[name]
+    curated = lake.write_table("curated", name, _curated_table(res.curated, dset, ds),
+                               mode="overwrite", metadata=meta)
+    return curated, write_quarantine(lake, dset, ds, res.quarantine, run_id)
 
 
 def validate_all(lake: Lake, ds: str, run_id: str, threshold: float | None = None,
-                 gx_sample_rows: int | None = None) -> dict[str, Any]:
+                 gx_sample_rows: int | None = None, *, suites: Suites | None = None,
+                 gx_in_process: bool = False) -> dict[str, Any]:
     """Validate every dataset landed for ``ds``; writes tables, summary and history; never raises
-    for bad data (that is :func:`quality_gate`'s job)."""
-    import deltalake  # noqa: F401 - imported here, before the GX prefetch thread imports anything
+    for bad data (that is :func:`quality_gate`'s job).
 
-    from recomart.validation.suites import SAMPLE_ROWS, prefetch_gx, run_suites
-
-    prefetch_gx()
+    The GX suites run in a child process (``suite_worker``), fed each dataset's sample as soon as
+    it is validated; ``suites`` is one the caller started earlier (it is closed here), and
+    ``gx_in_process`` runs them in this process instead."""
     threshold = get_settings().bad_row_threshold if threshold is None else threshold
     ds_end = logical_date_end(ds)
-    read_versions: dict[str, int] = {}
-    inputs = collect_inputs(lake, ds, ds_end, read_versions)
-    if unpublish(lake, ds):  # until this run's gate passes, readers of ds see the previous publication
-        log.info("withdrew the earlier publication of %s while it is re-validated", ds)
-    ctx = RunContext(ds_end=ds_end)
-    results: dict[str, DatasetResult] = {}
-    for name in ORDER:
-        res = validate_dataset(name, inputs[name], ctx, ds, run_id)
-        results[name] = res
-        if name == "users":
-            ctx.user_ids = res.curated["user_id"].to_numpy().astype("int64")
-        elif name == "products":
-            ctx.product_ids = res.curated["product_id"].to_numpy().astype("int64")
-        log.info("%s: %d in, %d curated, %d quarantined %s", name, res.entry["rows_in"],
-                 res.entry["curated"], res.entry["quarantined"], res.entry["reasons"])
-
-    docs_dir = lake.path("reports", f"ds={ds}", "gx_data_docs")
     sample_rows = gx_sample_rows or SAMPLE_ROWS
-    frames = {n: gx_frame(r.curated, n, sample_rows) for n, r in results.items()}
-    # The Delta commits (Rust, GIL released) run beside the GX suites (Python): both only read
-    # the results. Staged versions are invisible to readers until the gate publishes them.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recomart-stage") as pool, \
-            lake.build_tree(docs_dir) as local_docs:  # GX writes local files only
-        staged = pool.submit(_stage_tables, lake, results, ds, run_id)
-        gx_checks, _ = run_suites(
-            frames, {n: DATASETS[n].nullable for n in results}, previous_curated_rows(lake, ds),
-            ds_end, local_docs)
-        versions = staged.result()
+    docs_dir = lake.path("reports", f"ds={ds}", "gx_data_docs")
+    with contextlib.ExitStack() as stack:
+        # Delta commits (Rust, GIL released) run in this thread while the next dataset is validated;
+        # staged versions are invisible to readers until the gate publishes them.
+        stager = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="recomart-stage"))
+        local_docs = stack.enter_context(lake.build_tree(docs_dir))  # GX writes local files only
+        suites = suites if suites is not None else open_suites(gx_in_process)
+        stack.callback(suites.close)  # runs first: the child is stopped before its docs folder goes
+        suites.begin({n: DATASETS[n].nullable for n in ORDER}, previous_curated_rows(lake, ds), ds_end,
+                     local_docs)
+        read_versions: dict[str, int] = {}
+        inputs = collect_inputs(lake, ds, ds_end, read_versions)
+        if unpublish(lake, ds):  # until this run's gate passes, readers of ds see the previous publication
+            log.info("withdrew the earlier publication of %s while it is re-validated", ds)
+        ctx = RunContext(ds_end=ds_end)
+        results: dict[str, DatasetResult] = {}
+        staged = {}
+        for name in ORDER:
+            res = validate_dataset(name, inputs[name], ctx, ds, run_id)
+            results[name] = res
+            staged[name] = stager.submit(_stage, lake, name, res, ds, run_id)
+            suites.add(name, gx_tables(res.curated, name, sample_rows))
+            if name == "users":
+                ctx.user_ids = res.curated["user_id"].to_numpy().astype("int64")
+            elif name == "products":
+                ctx.product_ids = res.curated["product_id"].to_numpy().astype("int64")
+            log.info("%s: %d in, %d curated, %d quarantined %s", name, res.entry["rows_in"],
+                     res.entry["curated"], res.entry["quarantined"], res.entry["reasons"])
+        del inputs
+        suites.finish()
+        versions = {name: f.result() for name, f in staged.items()}
+        gx_checks = suites.checks()
     docs_index = docs_dir / "index.html"
-    del frames
 
     datasets: dict[str, Any] = {}
     for name, res in results.items():

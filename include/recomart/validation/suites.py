@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from recomart.errors import RecomartError
 from recomart.tables import DATASETS, EVENT_TYPES, GENDERS
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ MAX_NULL_RATE = {"age": 0.5, "region": 0.5, "brand": 0.5, "description": 0.5, "s
 # null-rate expectation at all rather than one that cannot fail
 NULL_BY_DESIGN = frozenset({"request_id"})
 VALUE_SETS = {"gender": list(GENDERS), "event_type": list(EVENT_TYPES)}
+
+
+class SuiteDefinitionError(RecomartError):
+    """GX refused an expectation this module defines: a bug here, never a data problem."""
 
 
 def _import_gx():
@@ -129,37 +134,64 @@ def _as_check(result: Any, suite_name: str) -> dict[str, Any]:
             "failed_rows": res.get("unexpected_count"), "detail": detail}
 
 
+class SuiteRun:
+    """One validation run's GX context, fed one dataset at a time (so a caller can run each
+    dataset's suites while it still validates the next one); Data Docs are built at the end."""
+
+    def __init__(self, nullables: dict[str, frozenset[str]], previous_rows: dict[str, int],
+                 ds_end: pd.Timestamp, docs_dir: Path):
+        self.gx, self.ctx = _context()
+        self.nullables, self.previous_rows, self.ds_end = nullables, previous_rows, ds_end
+        self.docs_dir = docs_dir
+        site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                  "base_directory": str(docs_dir)}}
+        self.ctx.add_data_docs_site(site_name="recomart", site_config=site)
+        self.source = self.ctx.data_sources.add_pandas("recomart")
+
+    def _suite(self, suite_name: str, expectations: list):
+        """The suite saved once with all its expectations (``suite.add_expectation`` on a saved
+        suite re-serialises the whole suite into the store for every expectation)."""
+        suite = self.ctx.suites.add(self.gx.ExpectationSuite(name=suite_name, expectations=expectations))
+        if len(suite.expectations) != len(expectations):  # GX logs and drops an invalid one
+            raise SuiteDefinitionError(f"GX suite {suite_name}: {len(expectations)} expectations given, "
+                             f"{len(suite.expectations)} accepted")
+        return suite
+
+    def add(self, name: str, sample: pd.DataFrame, volume: pd.DataFrame) -> list[dict]:
+        """Run ``name``'s two suites on (its curated sample, its full time column: see
+        :func:`recomart.validation.gx_input.gx_tables`); their results are stored for the docs."""
+        gx = self.gx
+        parts = {"sample": (sample, _sample_expectations(gx, name, self.nullables[name])),
+                 "volume": (volume, _volume_expectations(gx, name, self.previous_rows.get(name),
+                                                         self.ds_end))}
+        checks: list[dict] = []
+        for part, (data, expectations) in parts.items():
+            suite_name = f"{name}.{part}"
+            asset = self.source.add_dataframe_asset(name=suite_name)
+            batch_def = asset.add_batch_definition_whole_dataframe(f"{suite_name}.batch")
+            vd = self.ctx.validation_definitions.add(gx.ValidationDefinition(
+                name=suite_name, data=batch_def, suite=self._suite(suite_name, expectations)))
+            result = vd.run(batch_parameters={"dataframe": data})
+            checks += [_as_check(r, suite_name) for r in result.results]
+        return checks
+
+    def build_docs(self) -> Path:
+        """Data Docs of every result stored so far, built once (a docs action per run would
+        re-render every earlier result each time)."""
+        self.ctx.build_data_docs(site_names=["recomart"])
+        return self.docs_dir / "index.html"
+
+
 def run_suites(frames: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
                nullables: dict[str, frozenset[str]], previous_rows: dict[str, int],
                ds_end: pd.Timestamp, docs_dir: Path) -> tuple[dict[str, list[dict]], Path]:
-    """Run each dataset's suites on (its curated sample, its full time column: see
-    ``validation.run.gx_frame``); returns checks per dataset and the docs index.
+    """Run each dataset's suites on (its curated sample, its full time column); returns checks
+    per dataset and the docs index. In this process: ``recomart.validation.suite_worker`` runs the
+    same :class:`SuiteRun` in a child process beside the Arrow work.
 
     ``docs_dir`` is a local folder (``Lake.build_tree`` puts it into the lake afterwards)."""
-    gx, ctx = _context()
-    site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(docs_dir)}}
-    ctx.add_data_docs_site(site_name="recomart", site_config=site)
-    source = ctx.data_sources.add_pandas("recomart")
-    definitions, batches = [], {}
-    for name, (sample, volume) in frames.items():
-        parts = {"sample": (sample, _sample_expectations(gx, name, nullables[name])),
-                 "volume": (volume, _volume_expectations(gx, name, previous_rows.get(name), ds_end))}
-        for part, (data, expectations) in parts.items():
-            suite_name = f"{name}.{part}"
-            asset = source.add_dataframe_asset(name=suite_name)
-            batch_def = asset.add_batch_definition_whole_dataframe(f"{suite_name}.batch")
-            suite = ctx.suites.add(gx.ExpectationSuite(name=suite_name))
-            for exp in expectations:
-                suite.add_expectation(exp)
-            definitions.append(ctx.validation_definitions.add(
-                gx.ValidationDefinition(name=suite_name, data=batch_def, suite=suite)))
-            batches[suite_name] = data
-    checks: dict[str, list[dict]] = {name: [] for name in frames}
-    for vd in definitions:  # each runs on its own dataframe and stores its result for the docs
-        result = vd.run(batch_parameters={"dataframe": batches[vd.name]})
-        checks[vd.name.split(".")[0]] += [_as_check(r, vd.name) for r in result.results]
-    ctx.build_data_docs(site_names=["recomart"])  # once: every result stored above is rendered
-    return checks, docs_dir / "index.html"
+    run = SuiteRun(nullables, previous_rows, ds_end, docs_dir)
+    checks = {name: run.add(name, sample, volume) for name, (sample, volume) in frames.items()}
+    return checks, run.build_docs()

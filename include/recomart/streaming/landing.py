@@ -135,11 +135,22 @@ def next_offsets(parts: Mapping[Any, Sequence[Any]] | Fetched) -> dict[Any, int]
 
 
 def _write(lake: Lake, topic: str, table: pa.Table, ranges: dict[int, tuple[int, int]],
-           codec: Codec, decoded: Any, after_write: AfterWrite | None
-           ) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Runs in a worker thread: the durable write, then ``after_write`` beside it."""
+           codec: Codec, decoded: Any, after_write: AfterWrite | None,
+           spent: dict[str, float]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Runs in a worker thread: the durable write, then ``after_write`` beside it (their CPU
+    seconds in this thread go to ``spent``)."""
+    c0 = time.thread_time()
     files = write_batch(lake, topic, table, ranges, codec.subdir, codec.ts_column)
-    return files, (after_write(table, decoded) if after_write is not None else [])
+    c1 = time.thread_time()
+    summaries = after_write(table, decoded) if after_write is not None else []
+    spent["lake_cpu_s"] = c1 - c0
+    spent["after_write_cpu_s"] = time.thread_time() - c1
+    return files, summaries
+
+
+def _add_times(times: MutableMapping[str, float], spent: Mapping[str, float]) -> None:
+    for key, value in spent.items():
+        times[key] = times.get(key, 0.0) + value
 
 
 async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
@@ -159,12 +170,13 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
     codec = codec or clickstream_codec(max_message_bytes)
     if after_write is None and summarize is not None:
         after_write = lambda table, _decoded: summarize(table)  # noqa: E731
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     batch = parts if isinstance(parts, Fetched) else Fetched.from_records(parts)
     decoded = codec.decode(batch.values)
     partitions, offsets, kafka_ts = batch.partitions, batch.offsets, batch.timestamps
     ranges = batch.ranges()
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.thread_time()
+    spent: dict[str, float] = {"decode_cpu_s": c1 - c0}
     pending = []
     try:
         for i, reason in decoded.bad:
@@ -176,9 +188,11 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
         files: list[Any] = []
         summaries: list[dict[str, Any]] = []
         if len(decoded):
+            c2 = time.thread_time()
             table = codec.to_table(decoded, partitions, offsets, kafka_ts)
+            spent["table_cpu_s"] = time.thread_time() - c2
             files, summaries = await asyncio.to_thread(_write, lake, topic, table, ranges, codec,
-                                                       decoded, after_write)
+                                                       decoded, after_write, spent)
     except BaseException:
         for fut in pending:  # a failed batch: do not leave unobserved send futures behind
             if isinstance(fut, asyncio.Future) and not fut.done():
@@ -191,6 +205,7 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
         times["validate_s"] = times.get("validate_s", 0.0) + t1 - t0
         times["write_s"] = times.get("write_s", 0.0) + t2 - t1
         times["dlq_wait_s"] = times.get("dlq_wait_s", 0.0) + time.perf_counter() - t2
+        _add_times(times, spent)
     return {"valid": len(decoded), "dead_letter": len(decoded.bad), "files": len(files)}, summaries
 
 

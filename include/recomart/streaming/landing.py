@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -157,7 +159,8 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
                      dead_letter: DeadLetterSender, *, topic: str, max_message_bytes: int = 16 * 1024,
                      summarize: Summarize | None = None, codec: Codec | None = None,
                      after_write: AfterWrite | None = None,
-                     times: MutableMapping[str, float] | None = None
+                     times: MutableMapping[str, float] | None = None,
+                     writer: Executor | None = None
                      ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Validate, dead-letter and durably write one batch: a ``Fetched`` batch, or
     ``ConsumerRecord``s per topic-partition in offset order (as aiokafka's ``getmany`` returns).
@@ -166,6 +169,10 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
     an ``after_write`` that ignores the decoded batch. Returns ``(counts, summaries)`` once the
     files are durable and every dead-letter send is acknowledged; raises when the lake write or a
     dead-letter send fails.
+
+    The write goes to ``writer`` (default: the loop's default executor) before the first
+    ``await``, so batches started in order reach a one-thread ``writer`` in order (their
+    ``after_write`` effects too); the dead-letter sends go out while the file is written.
     """
     codec = codec or clickstream_codec(max_message_bytes)
     if after_write is None and summarize is not None:
@@ -177,36 +184,73 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
     ranges = batch.ranges()
     t1, c1 = time.perf_counter(), time.thread_time()
     spent: dict[str, float] = {"decode_cpu_s": c1 - c0}
-    pending = []
+    written: asyncio.Future[tuple[list[Any], list[dict[str, Any]]]] | None = None
+    if len(decoded):
+        table = codec.to_table(decoded, partitions, offsets, kafka_ts)
+        spent["table_cpu_s"] = time.thread_time() - c1
+        written = asyncio.get_running_loop().run_in_executor(
+            writer, _write, lake, topic, table, ranges, codec, decoded, after_write, spent)
+    pending: list[Any] = []
     try:
-        for i, reason in decoded.bad:
-            ts_ms = kafka_ts[i]
-            pending.append(await dead_letter.send(
+        if decoded.bad:  # all handed to the producer at once, not one event-loop turn each
+            sent = await asyncio.gather(*(dead_letter.send(
                 key=batch.keys[i], value=batch.values[i],
                 headers=dlq_headers(reason, batch.topic or topic, partitions[i], offsets[i],
-                                    ts_ms / 1000 if ts_ms is not None else None)))
+                                    None if kafka_ts[i] is None else kafka_ts[i] / 1000))
+                for i, reason in decoded.bad), return_exceptions=True)
+            pending = [f for f in sent if not isinstance(f, BaseException)]
+            failed = [f for f in sent if isinstance(f, BaseException)]
+            if failed:
+                raise failed[0]
         files: list[Any] = []
         summaries: list[dict[str, Any]] = []
-        if len(decoded):
-            c2 = time.thread_time()
-            table = codec.to_table(decoded, partitions, offsets, kafka_ts)
-            spent["table_cpu_s"] = time.thread_time() - c2
-            files, summaries = await asyncio.to_thread(_write, lake, topic, table, ranges, codec,
-                                                       decoded, after_write, spent)
+        t2 = time.perf_counter()
+        if written is not None:
+            files, summaries = await written
     except BaseException:
         for fut in pending:  # a failed batch: do not leave unobserved send futures behind
             if isinstance(fut, asyncio.Future) and not fut.done():
                 fut.cancel()
+        if written is not None and not written.done():  # a failed send: the write goes on
+            written.add_done_callback(lambda f: f.cancelled() or f.exception())  # uncommitted
         raise
-    t2 = time.perf_counter()
+    t3 = time.perf_counter()
     if pending:
         await asyncio.gather(*pending)  # DLQ messages acknowledged by the broker (acks=all)
     if times is not None:
         times["validate_s"] = times.get("validate_s", 0.0) + t1 - t0
-        times["write_s"] = times.get("write_s", 0.0) + t2 - t1
-        times["dlq_wait_s"] = times.get("dlq_wait_s", 0.0) + time.perf_counter() - t2
+        times["dlq_send_s"] = times.get("dlq_send_s", 0.0) + t2 - t1
+        times["write_wait_s"] = times.get("write_wait_s", 0.0) + t3 - t2
+        times["dlq_wait_s"] = times.get("dlq_wait_s", 0.0) + time.perf_counter() - t3
         _add_times(times, spent)
     return {"valid": len(decoded), "dead_letter": len(decoded.bad), "files": len(files)}, summaries
+
+
+B = TypeVar("B")
+R = TypeVar("R")
+
+
+async def land_in_order(fetch: Callable[[], Awaitable[B]], land: Callable[[B], Awaitable[R]],
+                        finish: Callable[[asyncio.Future[R], B], Awaitable[None]],
+                        should_stop: Callable[[], bool], depth: int = 2) -> None:
+    """The landing loop: fetch the next batch while up to ``depth`` earlier ones land (decode of
+    one batch beside the durable write of the one before it), and ``finish`` them (await the
+    landing, then commit its offsets) strictly in fetch order. So a batch's offsets are never
+    committed before every earlier batch is durable: a crash replays from the first batch not
+    yet finished. ``depth=1``: one batch lands while the next is fetched. A stop (or a failed
+    fetch) finishes every batch in flight, in order. Empty batches are skipped.
+    """
+    inflight: deque[tuple[asyncio.Future[R], B]] = deque()
+    try:
+        while not should_stop():
+            batch = await fetch()
+            while inflight and (inflight[0][0].done() or len(inflight) >= depth):
+                await finish(*inflight.popleft())
+            if len(batch):  # type: ignore[arg-type]
+                inflight.append((asyncio.ensure_future(land(batch)), batch))
+    finally:
+        while inflight:
+            await finish(*inflight.popleft())
 
 
 async def commit_when_landed(consumer: OffsetCommitter, landing: Awaitable[Any],

@@ -238,19 +238,28 @@ async def land_in_order(fetch: Callable[[], Awaitable[B]], land: Callable[[B], A
     landing, then commit its offsets) strictly in fetch order. So a batch's offsets are never
     committed before every earlier batch is durable: a crash replays from the first batch not
     yet finished. ``depth=1``: one batch lands while the next is fetched. A stop (or a failed
-    fetch) finishes every batch in flight, in order. Empty batches are skipped.
+    fetch) finishes every batch in flight, in order; a failed ``finish`` commits no later batch.
+    Empty batches are skipped.
     """
     inflight: deque[tuple[asyncio.Future[R], B]] = deque()
+
+    async def finish_ready(every: bool) -> None:
+        while inflight and (every or inflight[0][0].done() or len(inflight) >= depth):
+            task, batch = inflight.popleft()
+            try:
+                await finish(task, batch)
+            except BaseException:  # batch k failed: nothing after it is ever committed
+                inflight.clear()
+                raise
+
     try:
         while not should_stop():
             batch = await fetch()
-            while inflight and (inflight[0][0].done() or len(inflight) >= depth):
-                await finish(*inflight.popleft())
+            await finish_ready(False)
             if len(batch):  # type: ignore[arg-type]
                 inflight.append((asyncio.ensure_future(land(batch)), batch))
     finally:
-        while inflight:
-            await finish(*inflight.popleft())
+        await finish_ready(True)
 
 
 async def commit_when_landed(consumer: OffsetCommitter, landing: Awaitable[Any],

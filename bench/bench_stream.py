@@ -1,7 +1,7 @@
 """Speed-layer figures: landing events/s per worker (topic -> durable lake), freshness p50/p99
 (produce -> readable in the lake), beside the raw consume rate of plain consumers on the same broker.
 
-    nice .venv/bin/python bench/bench_stream.py [--small] [--events N] [--profile]
+    nice .venv/bin/python bench/bench_stream.py [--small] [--events N] [--profile | --py-spy]
         [--batch-max N] [--batch-within-s S] [--lake s3://bucket/prefix | --lake moto]
 
 ``--lake`` puts the worker's lake on an object store: an ``s3://`` URI uses the ``AWS_*``
@@ -16,6 +16,11 @@ produces at a steady rate and records, per event, broker/producer timestamp -> t
 was first seen in the speed zone (polled every 20 ms). Everything (lake, worker log, profile) stays
 in ``bench/out/stream/``; a worker that dies or stalls ends the run with its log tail. Prints
 figures, asserts nothing.
+
+``--py-spy`` samples the worker (every thread, idle samples left out) with py-spy (``pip install
+py-spy``; not a project dependency) from its first landed file to the end of phase 1 only (no
+start-up, no freshness phase) and prints the top functions by own and by total samples; the raw
+folded stacks stay in ``bench/out/stream/worker.pyspy.txt``.
 """
 
 from __future__ import annotations
@@ -127,6 +132,25 @@ def proc_figures(pid: int) -> dict[str, float]:
     return out
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of a live process, ``"<name> <tid>"`` -> seconds (librdkafka names
+    its threads ``rdk:*``; Python's threads carry the process name)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            head, _, rest = (task / "stat").read_text().partition(" (")
+            name, _, fields = rest.rpartition(") ")
+            f = fields.split()
+            out[f"{name} {head}"] = (int(f[11]) + int(f[12])) / tick
+    return out
+
+
+def cpu_by_thread(before: dict[str, float], after: dict[str, float], top: int = 8) -> str:
+    used = sorted(((after[k] - before.get(k, 0.0), k) for k in after), reverse=True)
+    return ", ".join(f"{k} {s:.2f}" for s, k in used[:top] if s >= 0.01)
+
+
 class Worker:
     """One Faust worker process (own process group), its log kept in ``log``."""
 
@@ -190,6 +214,61 @@ class FileWatcher(threading.Thread):
             self.halt.wait(POLL_S)
 
 
+def start_py_spy(pid: int, out: Path, rate: int, gil: bool) -> subprocess.Popen:
+    """``py-spy record`` attached to ``pid`` (folded stacks per thread, idle samples left out;
+    ``gil``: only samples of the thread holding the GIL), without pausing the worker to sample."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise BenchFailure("--py-spy needs py-spy (pip install py-spy)")
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-r", str(rate), "--format", "raw",
+                             "--threads", "--nonblocking", *(["--gil"] if gil else []),
+                             "-o", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _frame_name(frame: str) -> str:
+    """``func (pkg/module.py:123)`` -> ``func (module.py)``: samples summed per function."""
+    func, _, where = frame.partition(" (")
+    return f"{func} ({where.rsplit('/', 1)[-1].split(':')[0]})" if where else func
+
+
+def stop_py_spy(proc: subprocess.Popen, out: Path, gil: bool, top: int = 25) -> None:
+    """SIGINT (py-spy writes its file then), then the top entries by own and total samples."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        stop_group(proc, signal.SIGKILL, 10)
+        err = b""
+    if not out.exists():
+        print(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
+        return
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    n = 0
+    for line in out.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        k = int(count)
+        n += k
+        frames = stack.split(";")
+        threads[frames[0]] = threads.get(frames[0], 0) + k
+        names = [_frame_name(f) for f in frames[1:]]
+        if names:
+            own[names[-1]] = own.get(names[-1], 0) + k
+        for name in set(names):
+            total[name] = total.get(name, 0) + k
+    print(f"\npy-spy, phase 1 only: {n:,} samples{' (GIL holder only)' if gil else ''} ({out})")
+    print("  per thread: " + ", ".join(f"{t} {c / n:.0%}" for t, c in
+                                        sorted(threads.items(), key=lambda x: -x[1])[:6]))
+    for title, table in (("own", own), ("total (own + callees)", total)):
+        print(f"  top by {title} samples:")
+        for name, c in sorted(table.items(), key=lambda x: -x[1])[:top]:
+            print(f"    {c / n:6.1%}  {name}")
+
+
 def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
 
@@ -246,8 +325,12 @@ def run(args: argparse.Namespace) -> None:
             # -- phase 1: backlog -> lake -------------------------------------------------------
             wait_until(lambda: bool(list_files(lake)), args.start_timeout,
                        "waiting for the worker's first landed file", worker)
+            spy = (start_py_spy(worker.proc.pid, out / "worker.pyspy.txt", args.py_spy_rate,
+                                 args.py_spy_gil)
+                   if args.py_spy else None)
             t0, rows0 = time.monotonic(), landed_rows(lake)
             cpu0 = proc_figures(worker.proc.pid).get("cpu_s", 0.0)
+            threads0 = thread_cpu(worker.proc.pid)
             budget = args.land_timeout or max(120.0, n / 1000)
             last_rows, last_change = rows0, time.monotonic()
 
@@ -264,6 +347,9 @@ def run(args: argparse.Namespace) -> None:
             wait_until(all_landed, budget, f"landing {sent.valid:,} valid events", worker)
             t1 = time.monotonic()
             cpu1 = proc_figures(worker.proc.pid).get("cpu_s", 0.0)
+            threads = cpu_by_thread(threads0, thread_cpu(worker.proc.pid))
+            if spy is not None:
+                stop_py_spy(spy, out / "worker.pyspy.txt", args.py_spy_gil)
             rate = (last_rows - rows0) / (t1 - t0) if t1 > t0 else float("nan")
             per_cpu = (last_rows - rows0) / (cpu1 - cpu0) if cpu1 > cpu0 else float("nan")
             stats = worker.stats()
@@ -300,6 +386,7 @@ def run(args: argparse.Namespace) -> None:
           f"{rate:,.0f} valid events/s  ({per_cpu:,.0f} per worker CPU-second)")
     print(f"  ratio landing / plain: {rate / raw_ck:.2f} of confluent-kafka, "
           f"{rate / raw_aio:.2f} of aiokafka")
+    print(f"  worker CPU seconds by thread while landing: {threads}")
     if stats:
         print(f"  worker /stats/: {json.dumps(stats.get('landing'))} "
               f"seconds {json.dumps(stats.get('seconds'))}")
@@ -332,6 +419,11 @@ def main() -> None:
     ap.add_argument("--stall-timeout", type=float, default=60.0,
                     help="fail when nothing lands for this long")
     ap.add_argument("--profile", action="store_true", help="run the worker under cProfile")
+    ap.add_argument("--py-spy", action="store_true",
+                    help="sample the worker with py-spy during phase 1 and print the top entries")
+    ap.add_argument("--py-spy-rate", type=int, default=250, help="py-spy samples per second")
+    ap.add_argument("--py-spy-gil", action="store_true",
+                    help="with --py-spy: only samples of the thread holding the GIL")
     ap.add_argument("--lake", default="",
                     help="lake root: a folder or s3://bucket/prefix (AWS_* settings), or 'moto' for "
                          "an in-process moto S3 server (default: <out>/lake)")

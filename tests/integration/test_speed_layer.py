@@ -1,8 +1,9 @@
 """The speed layer end to end: real Tansu broker, real Faust worker processes, real SIGKILLs.
 
 100k events (1% malformed) are produced in three stages; the worker is SIGKILLed twice while it
-is landing (each kill provably leaves produced events unlanded) and restarted after each new
-stage. Afterwards the lake holds exactly the valid event_ids (after dedup) and the dead-letter
+is landing (each kill provably leaves produced events unlanded, comes after a commit, and finds
+every committed offset landed or dead-lettered although batches land two deep) and restarted
+after each new stage. Afterwards the lake holds exactly the valid event_ids (after dedup) and the dead-letter
 topic exactly the malformed messages; the trending view and the decision agent answer. The
 SIGKILL test runs on both lake backends: a local folder and ``s3://`` on a moto S3 server
 (``any_lake``), through the same worker code (only ``RECOMART_LAKE_ROOT`` and ``AWS_*`` differ).
@@ -138,6 +139,40 @@ def _add(total, part) -> None:
     total.malformed_keys |= part.malformed_keys
 
 
+def _assert_committed_is_durable(bootstrap: str, s, lake) -> None:
+    """After a SIGKILL: every offset below the landing group's committed offset is in a landed
+    file or in the dead-letter topic. Batches land two deep (a later batch can be durable while
+    an earlier one is still being written); this is what commits in batch order guarantee."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from recomart.streaming.sink import list_files
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{s.stream_app_id}-land",
+                  "enable.auto.commit": False, "log_level": 3})
+    try:
+        committed = {tp.partition: tp.offset for tp in c.committed(
+            [TopicPartition(s.clickstream_topic, p) for p in range(s.stream_partitions)],
+            timeout=30)}
+    finally:
+        c.close()
+    have: dict[int, set[int]] = {}
+    for path in list_files(lake):
+        t = lake.read_arrow_file(path, columns=["_kafka_partition", "_kafka_offset"])
+        for p, o in zip(t["_kafka_partition"].to_pylist(), t["_kafka_offset"].to_pylist(),
+                        strict=True):
+            have.setdefault(p, set()).add(o)
+    need = sum(max(off, 0) for off in committed.values())
+    dead = _drain(bootstrap, s.dead_letter_topic, idle_s=2, cap_s=60, first_s=5)
+    for m in dead:
+        h = dict(m.headers() or [])
+        have.setdefault(int(h["source_partition"]), set()).add(int(h["source_offset"]))
+    assert need > 0, f"nothing committed before the kill: {committed}"  # not vacuous
+    for p, off in committed.items():
+        missing = set(range(max(off, 0))) - have.get(p, set())
+        assert not missing, (f"partition {p}: committed up to {off} but offsets "
+                             f"{sorted(missing)[:10]} are neither landed nor dead-lettered")
+
+
 def test_speed_layer_survives_sigkill(broker, any_lake, tmp_path):
     from recomart.config import get_settings
     from recomart.streaming.broker import free_port
@@ -172,11 +207,14 @@ def test_speed_layer_survives_sigkill(broker, any_lake, tmp_path):
             produce_stage(n, seed=6 + life)
             before = len(list_files(lake))
             worker.start()
-            _wait_for(lambda b=before: len(list_files(lake)) > b, 180, f"landing in life {life}",
-                      worker, poll_s=0.02)
+            # three new files: batches land two deep and the third starts only once the first
+            # is committed, so the kill comes after a commit and with batches in flight
+            _wait_for(lambda b=before: len(list_files(lake)) > b + 2, 180,
+                      f"landing in life {life}", worker, poll_s=0.02)
             worker.kill(signal.SIGKILL)
             landed = count_landed_events(lake)  # the worker is dead: this is final for the life
             kills.append((landed, sent.valid))
+            _assert_committed_is_durable(broker.bootstrap, s, lake)
             assert 0 < landed < sent.valid, (
                 f"life {life}: {landed} of {sent.valid} produced events landed when the SIGKILL "
                 "arrived: the kill did not cut into the stream")

@@ -18,7 +18,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from recomart.lake import Lake, LakeError
-from recomart.streaming.landing import commit_when_landed, land_batch
+from recomart.streaming.landing import Fetched, commit_when_landed, land_batch
 from recomart.streaming.merge import read_speed_zone
 from recomart.streaming.sink import batch_key, list_files
 
@@ -204,3 +204,110 @@ def test_a_column_wise_batch_lands_and_commits_like_the_records_it_holds(any_lak
     assert (key, value, headers["source_partition"], headers["source_offset"]) == (
         b"k13", b"not json", b"0", b"13")
     assert sorted(read_speed_zone(lake)["event_id"].to_pylist()) == ["e0", "e1", "e10", "e11", "e2"]
+
+
+def _fetched(partition: int, first: int, n: int, bad: int | None = None) -> Fetched:
+    offsets = list(range(first, first + n))
+    values = [b"not json" if o == bad else _event(1000 * partition + o) for o in offsets]
+    return Fetched(TOPIC, values, [f"k{o}".encode() for o in offsets], [partition] * n, offsets,
+                   [1714557600000] * n)
+
+
+def test_batches_in_flight_commit_in_fetch_order_even_when_a_later_one_lands_first():
+    """``land_in_order``: batch 2 of 3 lands first, yet batch 1 is committed first, batch 2 only
+    after batch 1 is durable; never more than ``depth`` batches land at once; a stop finishes
+    every batch in flight."""
+    from recomart.streaming.landing import land_in_order
+
+    batches = [_fetched(0, 0, 3), _fetched(0, 3, 2), _fetched(0, 5, 4)]
+    empty = _fetched(0, 0, 0)
+    log: list[str] = []
+    gates: dict[int, asyncio.Event] = {}
+    landing_now, most = set(), [0]
+
+    async def scenario():
+        queue = list(batches)
+
+        async def fetch():
+            await asyncio.sleep(0.01)
+            return queue.pop(0) if queue else empty
+
+        async def land(batch):
+            k = batch.offsets[0]
+            gates[k] = asyncio.Event()
+            landing_now.add(k)
+            most[0] = max(most[0], len(landing_now))
+            await gates[k].wait()
+            landing_now.discard(k)
+            log.append(f"durable {k}")
+            return k
+
+        async def finish(task, batch):
+            log.append(f"commit {await task}")
+
+        async def driver():
+            await _until(lambda: 3 in gates, "batch 2 landing")
+            gates[3].set()  # the later batch is durable first
+            await _until(lambda: "durable 3" in log, "batch 2 durable")
+            await asyncio.sleep(0.05)
+            assert not any(e.startswith("commit") for e in log)  # batch 1 is not durable yet
+            gates[0].set()
+            await _until(lambda: 5 in gates, "batch 3 landing")
+            gates[5].set()
+
+        stop = asyncio.Event()
+        drive = asyncio.ensure_future(driver())
+        drive.add_done_callback(lambda _: stop.set())
+        await land_in_order(fetch, land, finish, stop.is_set, depth=2)
+        await drive
+
+    asyncio.run(scenario())
+    assert [e for e in log if e.startswith("commit")] == ["commit 0", "commit 3", "commit 5"]
+    assert log.index("commit 3") > log.index("durable 0")  # 2 after 1 is durable
+    assert most[0] == 2
+
+
+def test_a_failed_batch_leaves_the_durable_batch_after_it_uncommitted(lake):
+    """Two batches land two deep on one writer thread; the first one's dead-letter ack fails
+    after the second is durable: nothing is committed (a restart replays both), and the second
+    batch's file is there for the replay to rewrite."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recomart.streaming.landing import land_in_order
+
+    first, second = _fetched(0, 0, 4, bad=2), _fetched(0, 4, 3)
+    consumer, dlq = FakeConsumer(), FakeDeadLetter()
+    order: list[int] = []
+    writer = ThreadPoolExecutor(1)
+
+    def after_write(table, _decoded):
+        order.append(table["_kafka_offset"][0].as_py())
+        return []
+
+    async def scenario():
+        queue = [first, second]
+
+        async def fetch():
+            if not queue:
+                await _until(lambda: len(order) == 2 and dlq.futures, "both written, DLQ sent")
+                dlq.ack(TimeoutError("no ack from the broker"))
+                await asyncio.sleep(0.05)
+                return _fetched(0, 0, 0)
+            return queue.pop(0)
+
+        def land(batch):
+            return land_batch(batch, lake, dlq, topic=TOPIC, after_write=after_write,
+                              writer=writer)
+
+        await land_in_order(fetch, land, lambda task, batch: commit_when_landed(
+            consumer, task, batch), lambda: False, depth=2)
+
+    try:
+        with pytest.raises(TimeoutError, match="no ack"):
+            asyncio.run(scenario())
+    finally:
+        writer.shutdown()
+    assert consumer.commits == []
+    assert order == [0, 4]  # written in batch order on the one writer thread
+    assert sorted(p.name for p in list_files(lake)) == sorted(
+        f"{TOPIC}-{batch_key({0: r})}.parquet" for r in [(0, 3), (4, 6)])

@@ -12,7 +12,8 @@ Agents:
   Only then does it commit that batch's offsets: at-least-once, deduped by ``event_id``.
   Faust's own stream path (``stream.take_events``) was measured at ~3k events/s here and acks a
   batch in a ``finally`` clause even when the body fails, hence the plain consumer. The next
-  batch is fetched while the previous one is written; commits stay in batch order. A stop waits
+  batch is fetched while the one before is validated and the one before that written (one
+  writer thread); commits stay in batch order. A stop waits
   for the batch in flight; any failure ends the process (``os._exit``) without a commit. The
   landing step and its commit ordering live in ``recomart.streaming.landing``.
 - ``ExposureLander`` lands the serving API's ``recommendation-exposures`` the same way (own group,
@@ -39,6 +40,7 @@ import logging
 import os
 import socket
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,8 @@ settings = get_settings()
 BOOTSTRAP = settings.kafka_bootstrap or "127.0.0.1:9092"
 ACTIVITY_TOPIC = f"{settings.clickstream_topic}-activity"
 DATADIR = settings.stream_datadir or settings.machine_state_dir / "faust"
+DLQ_BATCH_BYTES = 512 * 1024  # the worker's producer batches (dead letters, activity, changelog)
+PIPELINE_DEPTH = 2  # batches landing at once (one validated while the one before is written)
 
 
 class SpeedApp(faust.App):
@@ -85,6 +89,10 @@ app = SpeedApp(
     broker_commit_interval=1.0,
     stream_buffer_maxsize=max(4096, settings.stream_batch_max * 2),
     producer_acks=-1,
+    # aiokafka makes a send wait for a broker round trip whenever its partition's batch is full:
+    # with the 16 KiB default every oversized dead letter (> 16 KiB by definition) filled one,
+    # and the dead-letter sends of a 10k batch (~1 % malformed) took most of its landing time
+    producer_max_batch_size=DLQ_BATCH_BYTES,
     web_port=settings.stream_web_port,
     web_bind=settings.stream_web_host,
     web_host=socket.gethostname() if settings.stream_web_host in ("0.0.0.0", "::")
@@ -136,7 +144,8 @@ def push_online(decoded: DecodedBatch) -> None:
         STATS["online_store_errors"] += 1
         log.warning("online store push failed for %d events (%s); landing goes on",
                     len(decoded), exc)
-TIMES: dict[str, float] = {"validate_s": 0.0, "write_s": 0.0, "dlq_wait_s": 0.0}
+TIMES: dict[str, float] = {"validate_s": 0.0, "dlq_send_s": 0.0, "write_wait_s": 0.0,
+                           "dlq_wait_s": 0.0}
 
 
 class FaustDeadLetter:
@@ -160,13 +169,14 @@ def _after_clickstream_write(table: pa.Table, decoded: DecodedBatch) -> list[dic
     return []
 
 
-async def land_batch(parts: landing.Fetched, lake: Lake) -> dict[str, int]:
+async def land_batch(parts: landing.Fetched, lake: Lake, writer: Executor | None = None
+                     ) -> dict[str, int]:
     """``landing.land_batch`` with the worker's topics and settings; then the activity summaries."""
     t0 = time.perf_counter()
     counts, summaries = await landing.land_batch(
         parts, lake, FaustDeadLetter(dead_letter), topic=settings.clickstream_topic,
         codec=landing.clickstream_codec(settings.stream_max_message_bytes),
-        after_write=_after_clickstream_write, times=TIMES)
+        after_write=_after_clickstream_write, times=TIMES, writer=writer)
     metrics.observe_landing(time.perf_counter() - t0)
     for summary in summaries:
         activity_topic.send_soon(value=summary, timestamp=float(summary["window_start"]),
@@ -177,10 +187,12 @@ async def land_batch(parts: landing.Fetched, lake: Lake) -> dict[str, int]:
 EXPOSURES_CODEC = landing.exposures_codec()
 
 
-async def land_exposures(parts: landing.Fetched, lake: Lake) -> dict[str, int]:
+async def land_exposures(parts: landing.Fetched, lake: Lake, writer: Executor | None = None
+                         ) -> dict[str, int]:
     """``landing.land_batch`` for exposure records: the same durability and commit contract."""
     counts, _ = await landing.land_batch(parts, lake, FaustDeadLetter(exposures_dead_letter),
-                                         topic=settings.exposures_topic, codec=EXPOSURES_CODEC)
+                                         topic=settings.exposures_topic, codec=EXPOSURES_CODEC,
+                                         writer=writer)
     return counts
 
 
@@ -188,11 +200,13 @@ async def land_exposures(parts: landing.Fetched, lake: Lake) -> dict[str, int]:
 class Lander(mode.Service):
     """Lands the clickstream: its own consumer (group ``<app id>-land``), manual commits.
 
-    One loop: fetch up to ``stream_batch_max`` records or for ``stream_batch_within_s`` ->
-    ``land_batch`` (files durable, DLQ acknowledged) -> ``consumer.commit(next offsets of exactly
-    this batch)``. At most one batch is in flight: batch N+1 is fetched while N is written, and N
-    is committed before N+1 starts landing. Auto commit is off, so nothing else ever commits; a
-    crash replays from the last committed batch.
+    One loop (``landing.land_in_order``): fetch up to ``stream_batch_max`` records or for
+    ``stream_batch_within_s`` -> ``land_batch`` (files durable, DLQ acknowledged) ->
+    ``consumer.commit(next offsets of exactly this batch)``. Up to ``PIPELINE_DEPTH`` batches are
+    in flight: batch N+2 is fetched while N+1 is validated and N is written (pyarrow's encode and
+    the fsyncs release the GIL), on one writer thread so files and their after-write effects
+    stay in batch order; N is committed before N+1, and N+1 only once N is durable. Auto commit
+    is off, so nothing else ever commits; a crash replays from the last committed batch.
     """
 
     topic = settings.clickstream_topic
@@ -204,6 +218,7 @@ class Lander(mode.Service):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.lake = Lake()
+        self.writer: ThreadPoolExecutor | None = None
 
     def _consumer(self) -> LandingConsumer:
         return LandingConsumer(self.topic, self.group, BOOTSTRAP,
@@ -242,7 +257,8 @@ class Lander(mode.Service):
 
     @mode.Service.task
     async def _landing(self) -> None:
-        """Fetch batch N+1 while batch N is written; commit N once it is durable, in order."""
+        """Fetch batch N+2 while N+1 is validated and N written; commit each once it and every
+        batch before it are durable, in order."""
         try:  # an unusable lake (missing bucket, rejected credentials) fails before consuming
             await asyncio.to_thread(self.lake.check)
         except Exception as exc:
@@ -251,22 +267,18 @@ class Lander(mode.Service):
             logging.shutdown()
             os._exit(78)  # EX_CONFIG
         consumer = self._consumer()
-        inflight: tuple[asyncio.Future[dict[str, int]], landing.Fetched] | None = None
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"writer-{self.topic}")
         try:
             await consumer.start()
-            while not self.should_stop:
-                parts = await self._fetch(consumer)
-                if inflight is not None:
-                    await self._finish(consumer, *inflight)
-                    inflight = None
-                if len(parts):
-                    inflight = (asyncio.ensure_future(self.land(parts, self.lake)), parts)
+            await landing.land_in_order(
+                lambda: self._fetch(consumer), lambda parts: self.land(parts, self.lake, self.writer),
+                lambda task, parts: self._finish(consumer, task, parts), lambda: self.should_stop,
+                depth=PIPELINE_DEPTH)
         finally:
             try:
-                if inflight is not None:  # a stop waits for the batch in flight, then commits it
-                    await self._finish(consumer, *inflight)
-            finally:
                 await consumer.stop()
+            finally:
+                self.writer.shutdown(wait=False)
 
 
 @app.service

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -135,18 +137,30 @@ def next_offsets(parts: Mapping[Any, Sequence[Any]] | Fetched) -> dict[Any, int]
 
 
 def _write(lake: Lake, topic: str, table: pa.Table, ranges: dict[int, tuple[int, int]],
-           codec: Codec, decoded: Any, after_write: AfterWrite | None
-           ) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Runs in a worker thread: the durable write, then ``after_write`` beside it."""
+           codec: Codec, decoded: Any, after_write: AfterWrite | None,
+           spent: dict[str, float]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Runs in a worker thread: the durable write, then ``after_write`` beside it (their CPU
+    seconds in this thread go to ``spent``)."""
+    c0 = time.thread_time()
     files = write_batch(lake, topic, table, ranges, codec.subdir, codec.ts_column)
-    return files, (after_write(table, decoded) if after_write is not None else [])
+    c1 = time.thread_time()
+    summaries = after_write(table, decoded) if after_write is not None else []
+    spent["lake_cpu_s"] = c1 - c0
+    spent["after_write_cpu_s"] = time.thread_time() - c1
+    return files, summaries
+
+
+def _add_times(times: MutableMapping[str, float], spent: Mapping[str, float]) -> None:
+    for key, value in spent.items():
+        times[key] = times.get(key, 0.0) + value
 
 
 async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
                      dead_letter: DeadLetterSender, *, topic: str, max_message_bytes: int = 16 * 1024,
                      summarize: Summarize | None = None, codec: Codec | None = None,
                      after_write: AfterWrite | None = None,
-                     times: MutableMapping[str, float] | None = None
+                     times: MutableMapping[str, float] | None = None,
+                     writer: Executor | None = None
                      ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Validate, dead-letter and durably write one batch: a ``Fetched`` batch, or
     ``ConsumerRecord``s per topic-partition in offset order (as aiokafka's ``getmany`` returns).
@@ -155,43 +169,97 @@ async def land_batch(parts: Mapping[Any, Sequence[Any]] | Fetched, lake: Lake,
     an ``after_write`` that ignores the decoded batch. Returns ``(counts, summaries)`` once the
     files are durable and every dead-letter send is acknowledged; raises when the lake write or a
     dead-letter send fails.
+
+    The write goes to ``writer`` (default: the loop's default executor) before the first
+    ``await``, so batches started in order reach a one-thread ``writer`` in order (their
+    ``after_write`` effects too); the dead-letter sends go out while the file is written.
     """
     codec = codec or clickstream_codec(max_message_bytes)
     if after_write is None and summarize is not None:
         after_write = lambda table, _decoded: summarize(table)  # noqa: E731
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     batch = parts if isinstance(parts, Fetched) else Fetched.from_records(parts)
     decoded = codec.decode(batch.values)
     partitions, offsets, kafka_ts = batch.partitions, batch.offsets, batch.timestamps
     ranges = batch.ranges()
-    t1 = time.perf_counter()
-    pending = []
+    t1, c1 = time.perf_counter(), time.thread_time()
+    spent: dict[str, float] = {"decode_cpu_s": c1 - c0}
+    written: asyncio.Future[tuple[list[Any], list[dict[str, Any]]]] | None = None
+    if len(decoded):
+        table = codec.to_table(decoded, partitions, offsets, kafka_ts)
+        spent["table_cpu_s"] = time.thread_time() - c1
+        written = asyncio.get_running_loop().run_in_executor(
+            writer, _write, lake, topic, table, ranges, codec, decoded, after_write, spent)
+    pending: list[Any] = []
     try:
-        for i, reason in decoded.bad:
-            ts_ms = kafka_ts[i]
-            pending.append(await dead_letter.send(
+        if decoded.bad:  # all handed to the producer at once, not one event-loop turn each
+            sent = await asyncio.gather(*(dead_letter.send(
                 key=batch.keys[i], value=batch.values[i],
                 headers=dlq_headers(reason, batch.topic or topic, partitions[i], offsets[i],
-                                    ts_ms / 1000 if ts_ms is not None else None)))
+                                    None if kafka_ts[i] is None else kafka_ts[i] / 1000))
+                for i, reason in decoded.bad), return_exceptions=True)
+            pending = [f for f in sent if not isinstance(f, BaseException)]
+            failed = [f for f in sent if isinstance(f, BaseException)]
+            if failed:
+                raise failed[0]
         files: list[Any] = []
         summaries: list[dict[str, Any]] = []
-        if len(decoded):
-            table = codec.to_table(decoded, partitions, offsets, kafka_ts)
-            files, summaries = await asyncio.to_thread(_write, lake, topic, table, ranges, codec,
-                                                       decoded, after_write)
+        t2 = time.perf_counter()
+        if written is not None:
+            files, summaries = await written
     except BaseException:
         for fut in pending:  # a failed batch: do not leave unobserved send futures behind
             if isinstance(fut, asyncio.Future) and not fut.done():
                 fut.cancel()
+        if written is not None and not written.done():  # a failed send: the write goes on
+            written.add_done_callback(lambda f: f.cancelled() or f.exception())  # uncommitted
         raise
-    t2 = time.perf_counter()
+    t3 = time.perf_counter()
     if pending:
         await asyncio.gather(*pending)  # DLQ messages acknowledged by the broker (acks=all)
     if times is not None:
         times["validate_s"] = times.get("validate_s", 0.0) + t1 - t0
-        times["write_s"] = times.get("write_s", 0.0) + t2 - t1
-        times["dlq_wait_s"] = times.get("dlq_wait_s", 0.0) + time.perf_counter() - t2
+        times["dlq_send_s"] = times.get("dlq_send_s", 0.0) + t2 - t1
+        times["write_wait_s"] = times.get("write_wait_s", 0.0) + t3 - t2
+        times["dlq_wait_s"] = times.get("dlq_wait_s", 0.0) + time.perf_counter() - t3
+        _add_times(times, spent)
     return {"valid": len(decoded), "dead_letter": len(decoded.bad), "files": len(files)}, summaries
+
+
+B = TypeVar("B")
+R = TypeVar("R")
+
+
+async def land_in_order(fetch: Callable[[], Awaitable[B]], land: Callable[[B], Awaitable[R]],
+                        finish: Callable[[asyncio.Future[R], B], Awaitable[None]],
+                        should_stop: Callable[[], bool], depth: int = 2) -> None:
+    """The landing loop: fetch the next batch while up to ``depth`` earlier ones land (decode of
+    one batch beside the durable write of the one before it), and ``finish`` them (await the
+    landing, then commit its offsets) strictly in fetch order. So a batch's offsets are never
+    committed before every earlier batch is durable: a crash replays from the first batch not
+    yet finished. ``depth=1``: one batch lands while the next is fetched. A stop (or a failed
+    fetch) finishes every batch in flight, in order; a failed ``finish`` commits no later batch.
+    Empty batches are skipped.
+    """
+    inflight: deque[tuple[asyncio.Future[R], B]] = deque()
+
+    async def finish_ready(every: bool) -> None:
+        while inflight and (every or inflight[0][0].done() or len(inflight) >= depth):
+            task, batch = inflight.popleft()
+            try:
+                await finish(task, batch)
+            except BaseException:  # batch k failed: nothing after it is ever committed
+                inflight.clear()
+                raise
+
+    try:
+        while not should_stop():
+            batch = await fetch()
+            await finish_ready(False)
+            if len(batch):  # type: ignore[arg-type]
+                inflight.append((asyncio.ensure_future(land(batch)), batch))
+    finally:
+        await finish_ready(True)
 
 
 async def commit_when_landed(consumer: OffsetCommitter, landing: Awaitable[Any],

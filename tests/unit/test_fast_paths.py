@@ -138,6 +138,91 @@ def test_listed_ratings_svd_learns_exactly_what_surprise_svd_learns():
     assert "all_ratings" not in vars(trainset)  # the trainset is left as it was
 
 
+@pytest.mark.parametrize("biased", [True, False])
+def test_compiled_svd_learns_exactly_what_surprise_svd_learns(biased):
+    """The Numba transcription of Surprise's SGD: same initial factors, same walk, same updates."""
+    from surprise import SVD
+
+    from recomart.models.data import to_pairs
+    from recomart.models.surprise_svd import CompiledSVD
+    from recomart.models.svd import surprise_dataset
+
+    trainset = surprise_dataset(to_pairs(_events(90, 40, seed=6))).build_full_trainset()
+    kw = {"biased": biased, "random_state": 9, "n_factors": 5, "n_epochs": 6, "lr_all": 0.01,
+          "reg_bu": 0.03, "reg_qi": 0.07}
+    ref = SVD(**kw).fit(trainset)
+    fast = CompiledSVD(**kw).fit(trainset)
+    for attr in ("bu", "bi", "pu", "qi"):
+        np.testing.assert_array_equal(getattr(fast, attr), getattr(ref, attr))
+    uid, iid = trainset.to_raw_uid(3), trainset.to_raw_iid(2)
+    assert fast.predict(uid, iid).est == ref.predict(uid, iid).est
+
+
+def test_svd_recommender_compiled_fit_equals_the_surprise_trainset_fit(monkeypatch):
+    """``fit_arrays`` (no Surprise dataset/trainset) gives the factors Surprise's fit gives."""
+    from recomart.config import reset_settings
+    from recomart.models.svd import SVD_FITS, SVDRecommender
+
+    events = _events(70, 30, seed=8).sample(frac=1.0, random_state=2)  # ids in no sorted order
+    params = {"n_factors": 4, "n_epochs": 6, "reg_all": 0.05}
+    fitted = {}
+    for engine in ("surprise", "compiled"):
+        monkeypatch.setenv("RECOMART_MODELS_SVD_ENGINE", engine)
+        reset_settings()
+        SVD_FITS.clear()  # the memo must not hand one engine's factors to the other
+        fitted[engine] = SVDRecommender(params, seed=5).fit(events)
+    reset_settings()
+    ref, fast = fitted["surprise"], fitted["compiled"]
+    assert fast.mu_ == ref.mu_ and fast.rating_scale_ == ref.rating_scale_
+    for attr in ("bu_", "bi_", "pu_", "qi_"):
+        np.testing.assert_array_equal(getattr(fast, attr), getattr(ref, attr))
+    users = ref.im_.user_ids[:5]
+    pd.testing.assert_frame_equal(fast.recommend(users, n=5), ref.recommend(users, n=5))
+
+
+def test_svd_engine_setting_picks_the_class(monkeypatch):
+    from surprise import SVD
+
+    from recomart.config import reset_settings
+    from recomart.errors import PermanentError
+    from recomart.models.surprise_svd import CompiledSVD, ListedRatingsSVD, svd_class
+
+    monkeypatch.delenv("RECOMART_MODELS_SVD_ENGINE", raising=False)
+    reset_settings()
+    assert svd_class() is CompiledSVD  # the default
+    monkeypatch.setenv("RECOMART_MODELS_SVD_ENGINE", "surprise")
+    reset_settings()
+    try:
+        assert svd_class() is SVD
+        assert svd_class("listed") is ListedRatingsSVD
+        with pytest.raises(PermanentError, match="unknown SVD engine"):
+            svd_class("gpu")
+    finally:
+        monkeypatch.delenv("RECOMART_MODELS_SVD_ENGINE")
+        reset_settings()
+
+
+def test_svd_grid_search_on_a_user_sample_uses_only_sampled_users_ratings():
+    from recomart.models.data import to_pairs
+    from recomart.models.svd import tune_svd, tune_users
+
+    events = _events(80, 40)
+    pairs = to_pairs(events)
+    sample = tune_users(pairs, 30, seed=3)
+    assert sample["user_id"].nunique() == 30
+    # every rating of a sampled user is kept, nobody else's
+    kept = pairs.loc[pairs["user_id"].isin(sample["user_id"].unique())]
+    assert len(sample) == len(kept)
+    assert tune_users(pairs, 0, seed=3) is pairs and tune_users(pairs, 500, seed=3) is pairs
+    grid = {"n_factors": [2, 4], "n_epochs": [5], "lr_all": [0.01], "reg_all": [0.1]}
+    sampled = tune_svd(events, grid, seed=3, n_jobs=1, max_users=30)
+    assert sampled["sample"] == {"users": 30, "ratings": len(sample), "of_users": 80,
+                                 "of_ratings": len(pairs), "max_users": 30}
+    full = tune_svd(events, grid, seed=3, n_jobs=1, max_users=0)
+    assert full["sample"]["ratings"] == len(pairs)
+    assert sampled["grid"] != full["grid"]  # the sample really is a different (smaller) search
+
+
 # ---- publishing outputs of the hybrid ---------------------------------------------------------
 FAST_HYBRID = {"svd": {"n_factors": 4, "n_epochs": 10}, "ease_lam": 20.0,
                "ranker": {"n_estimators": 20}, "ranker_grid": [{}], "min_segment_users": 5,

@@ -66,7 +66,7 @@ def tune(train: pd.DataFrame, relevance: Relevance, seed: int = 42,
     from recomart.models.hybrid import DEFAULT_HYBRID_PARAMS
     from recomart.models.svd import DEFAULT_SVD_PARAMS, tune_svd
 
-    ease = tune_ease(train, ease_lambdas, ease_max_items, relevance=relevance)
+    ease = tune_ease(train, ease_lambdas, ease_max_items, relevance=relevance, seed=seed)
     report: dict[str, Any] = {"ease": ease}
     svd_params = dict(DEFAULT_SVD_PARAMS)
     if tune_svd_params:

@@ -350,3 +350,54 @@ def test_clear_fit_memos_empties_both_memos():
     assert len(EASE_FITS) and len(SVD_FITS)
     clear_fit_memos()
     assert len(EASE_FITS) == len(SVD_FITS) == 0
+
+
+# ---- the final hybrid reuses the evaluated hybrid's ranker choice ------------------------------
+def _ranker_data(n_users: int = 120, per_user: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), per_user)
+    x = pd.DataFrame({"a": rng.random(len(users)), "b": rng.random(len(users)),
+                      "ease_score": rng.random(len(users))})
+    y = np.where(x["a"] + 0.3 * rng.random(len(users)) > 0.9, 2.0,
+                 np.where(x["b"] > 0.8, 1.0, 0.0)).astype(np.float32)
+    return x, y, users
+
+
+def test_ranker_trained_on_the_chosen_variant_equals_the_full_search():
+    """What ``final_hybrid_params`` does on all data is exactly the full search's refit whenever
+    the search would choose that variant: same folds, same early stopping, same model."""
+    from recomart.models.ranker import RANKER_GRID, Ranker
+
+    x, y, users = _ranker_data()
+    base = {"n_estimators": 30, "early_stopping_rounds": 5}
+    full = Ranker(base, seed=1, grid=RANKER_GRID, fallback=()).fit(x, y, users)
+    variant = full.best_["variant"]
+    reused = Ranker({**base, **variant}, seed=1, grid=[{}], fallback=()).fit(x, y, users)
+    assert len(reused.search_) == 1 and len(full.search_) == len(RANKER_GRID)
+    assert reused.best_["n_estimators"] == full.best_["n_estimators"]
+    assert reused.best_["validation_ndcg@10"] == full.best_["validation_ndcg@10"]
+    np.testing.assert_array_equal(reused.predict(x), full.predict(x))
+
+
+def test_final_hybrid_params_reuse_the_ranker_choice_unless_told_otherwise(monkeypatch):
+    from recomart.config import reset_settings
+    from recomart.training import final_hybrid_params
+
+    params = {"ranker": {"n_estimators": 50}, "ranker_grid": None, "ease_lam": 10.0}
+    info = {"ranker_choice": {"variant": {"max_depth": 4}, "n_estimators": 12}}
+    monkeypatch.delenv("RECOMART_MODELS_RANKER_REUSE", raising=False)
+    reset_settings()
+    got = final_hybrid_params(params, info, {})
+    assert got == {**params, "ranker": {"n_estimators": 50, "max_depth": 4}, "ranker_grid": [{}]}
+    # a fallback ordering won, an explicit ranker override, no evaluated hybrid: search as before
+    assert final_hybrid_params(params, {"ranker_choice": {"variant": {"fallback": "ease_score"}}},
+                               {}) is params
+    assert final_hybrid_params(params, info, {"ranker_grid": [{}]}) is params
+    assert final_hybrid_params(params, None, {}) is params
+    monkeypatch.setenv("RECOMART_MODELS_RANKER_REUSE", "false")
+    reset_settings()
+    try:
+        assert final_hybrid_params(params, info, {}) is params
+    finally:
+        monkeypatch.delenv("RECOMART_MODELS_RANKER_REUSE")
+        reset_settings()

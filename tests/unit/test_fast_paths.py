@@ -401,3 +401,17 @@ def test_final_hybrid_params_reuse_the_ranker_choice_unless_told_otherwise(monke
     finally:
         monkeypatch.delenv("RECOMART_MODELS_RANKER_REUSE")
         reset_settings()
+
+
+def test_hybrid_recommend_in_parallel_blocks_equals_one_block_at_a_time(small_hybrid, monkeypatch):
+    from recomart.models import base
+
+    users = np.r_[small_hybrid.im_.user_ids, 10_000, 10_001]  # two unknown: cold start
+    monkeypatch.setattr(small_hybrid, "batch_size", 16)  # several blocks
+    monkeypatch.setattr(base, "worker_threads", lambda: 3)
+    monkeypatch.setattr(small_hybrid, "parallel_batches", 3)
+    threaded = small_hybrid.recommend(users, n=8)
+    monkeypatch.setattr(small_hybrid, "parallel_batches", 1)
+    sequential = small_hybrid.recommend(users, n=8)
+    assert len(threaded) > 8 * 100
+    pd.testing.assert_frame_equal(threaded, sequential)

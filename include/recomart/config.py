@@ -185,6 +185,11 @@ class Settings(BaseSettings):
         description="Hyper-parameter searches run on this many users drawn with the seed (0 = all "
                     "users): the SVD grid on their ratings, the EASE lambda search scores their "
                     "validation lists; the chosen parameters are then fitted on all data.")
+    models_ranker_search_users: int = Field(
+        default=4_000, ge=0,
+        description="The hybrid's ranker grid search (variants, early stopping, fallbacks) runs "
+                    "on this many of its training users drawn with the seed (0 = all); the "
+                    "winning variant is then fitted on every ranker user.")
     models_ranker_reuse: bool = Field(
         default=True,
         description="The final hybrid (fitted on all data) reuses the ranker variant the "

@@ -415,3 +415,29 @@ def test_hybrid_recommend_in_parallel_blocks_equals_one_block_at_a_time(small_hy
     sequential = small_hybrid.recommend(users, n=8)
     assert len(threaded) > 8 * 100
     pd.testing.assert_frame_equal(threaded, sequential)
+
+
+def test_ranker_search_on_a_user_sample_then_one_fit_on_every_user():
+    """The sampled search is the full search run on the sampled users' rows; the final model is
+    the winner fitted on every row (not only the sample's)."""
+    from xgboost import XGBRanker
+
+    from recomart.models.ranker import RANKER_GRID, Ranker
+
+    x, y, users = _ranker_data(n_users=150)
+    base = {"n_estimators": 25, "early_stopping_rounds": 5}
+    sampled = Ranker(base, seed=2, grid=RANKER_GRID, search_users=60).fit(x, y, users)
+    assert sampled.search_sample_ == {"users": 60, "of_users": 150}
+    keep = np.isin(users, np.random.default_rng(2).choice(np.unique(users), 60, replace=False))
+    on_sample = Ranker(base, seed=2, grid=RANKER_GRID).fit(x.loc[keep].reset_index(drop=True),
+                                                         y[keep], users[keep])
+    assert sampled.search_ == on_sample.search_
+    full = Ranker(base, seed=2, grid=RANKER_GRID, search_users=0).fit(x, y, users)
+    assert full.search_sample_ == {"users": 150, "of_users": 150}
+    assert sampled.model_ is not None  # a trained variant won (ease_score here is noise)
+    # refitted on all 150 users' rows
+    params = {**sampled.params, **sampled.best_["variant"],
+              "n_estimators": sampled.best_["n_estimators"], "early_stopping_rounds": None}
+    yy = (y >= y.max()).astype(np.float32) if params.pop("labels", "graded") == "binary" else y
+    ref = XGBRanker(random_state=2, n_jobs=1, **params).fit(x, yy, qid=users, verbose=False)
+    np.testing.assert_array_equal(sampled.predict(x), ref.predict(x))

@@ -36,7 +36,9 @@ PROTOCOL = {
                "(AP over min(10, #relevant)), user coverage, catalog coverage (top-10)",
     "rating_metrics": "RMSE/MAE of BiasedSVD from Surprise cross_validate, KFold",
     "tuning": "EASE lambda by NDCG@10 on a per-user time split of the training part; SVD by RMSE "
-              "(GridSearchCV, one 20% random validation split of the training part)",
+              "(GridSearchCV, one 20% random validation split of the training part); on shops "
+              "with more users than RECOMART_MODELS_TUNE_USERS both search on a seeded sample of "
+              "that many users",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -174,6 +175,26 @@ class Settings(BaseSettings):
         default=0.2, ge=0, le=1,
         description="A shop whose share of repeat order lines reaches this is repeat-heavy: "
                     "training selects on the next-basket protocol and the hybrid adds buy-again.")
+    models_svd_engine: Literal["compiled", "listed", "surprise"] = Field(
+        default="compiled",
+        description="How BiasedSVD's SGD runs: `compiled` (Surprise's update loop compiled with "
+                    "Numba: the same factors, several times faster), `listed` or `surprise` "
+                    "(Surprise's own loop).")
+    models_tune_users: int = Field(
+        default=20_000, ge=0,
+        description="Hyper-parameter searches run on this many users drawn with the seed (0 = all "
+                    "users): the SVD grid on their ratings, the EASE lambda search scores their "
+                    "validation lists; the chosen parameters are then fitted on all data.")
+    models_ranker_search_users: int = Field(
+        default=4_000, ge=0,
+        description="The hybrid's ranker grid search (variants, early stopping, fallbacks) runs "
+                    "on this many of its training users drawn with the seed (0 = all); the "
+                    "winning variant is then fitted on every ranker user.")
+    models_ranker_reuse: bool = Field(
+        default=True,
+        description="The final hybrid (fitted on all data) reuses the ranker variant the "
+                    "evaluated hybrid chose on its holdout's training part instead of searching "
+                    "the grid again.")
 
     # experiments: RECOMART_EXPERIMENT_* (online A/B tests, recomart.experiments)
     experiment_gated_promotion: bool = Field(

@@ -349,7 +349,12 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
             png.write_bytes(metrics_chart(results))
             registry.log_artifact(png, "plots")
 
-        model = fit_final(selected, params, settings.seed, inputs, final_feats, protocol, features_at)
+        final_params = final_hybrid_params(params, models["hybrid"].get("training"), overrides)
+        if final_params is not params:
+            registry.log_params({"final.ranker": final_params["ranker"],
+                                 "final.ranker_grid": "reused from the evaluated hybrid"})
+        model = fit_final(selected, final_params, settings.seed, inputs, final_feats, protocol,
+                          features_at)
         known = [int(u) for u in np.sort(user_ids)[:2]]
         example = pd.DataFrame({"user_id": [*known, int(ids["user_id"].max()) + 1]})
         headline = {**headline, "train_seconds": round(time.perf_counter() - started, 2)}
@@ -359,6 +364,20 @@ def train_and_evaluate(lake: Lake, ds: str, data: dict[str, Any], *,
     clear_fit_memos()  # the fits reused within this run are not needed after it
     return _train_summary(ds, run_id, model_uri, headline, reused=False,
                           run=registry.get_run(run_id))
+
+
+def final_hybrid_params(params: dict[str, Any], training_info: dict[str, Any] | None,
+                        overrides: dict[str, Any]) -> dict[str, Any]:
+    """The final hybrid's parameters: with ``models_ranker_reuse`` its ranker trains the variant
+    the evaluated hybrid's grid search chose (on the holdout's training part) instead of searching
+    the grid again on all data; early stopping still sizes its trees and the fallback orderings
+    still compete. An explicit ``ranker`` / ``ranker_grid`` override is left as given."""
+    choice = (training_info or {}).get("ranker_choice") or {}
+    variant = choice.get("variant")
+    if (not get_settings().models_ranker_reuse or variant is None or "fallback" in variant
+            or {"ranker", "ranker_grid"} & set(overrides)):
+        return params
+    return {**params, "ranker": {**(params.get("ranker") or {}), **variant}, "ranker_grid": [{}]}
 
 
 def fit_final(selected: str, params: dict[str, Any], seed: int, inputs: TrainingInputs,

@@ -138,6 +138,91 @@ def test_listed_ratings_svd_learns_exactly_what_surprise_svd_learns():
     assert "all_ratings" not in vars(trainset)  # the trainset is left as it was
 
 
+@pytest.mark.parametrize("biased", [True, False])
+def test_compiled_svd_learns_exactly_what_surprise_svd_learns(biased):
+    """The Numba transcription of Surprise's SGD: same initial factors, same walk, same updates."""
+    from surprise import SVD
+
+    from recomart.models.data import to_pairs
+    from recomart.models.surprise_svd import CompiledSVD
+    from recomart.models.svd import surprise_dataset
+
+    trainset = surprise_dataset(to_pairs(_events(90, 40, seed=6))).build_full_trainset()
+    kw = {"biased": biased, "random_state": 9, "n_factors": 5, "n_epochs": 6, "lr_all": 0.01,
+          "reg_bu": 0.03, "reg_qi": 0.07}
+    ref = SVD(**kw).fit(trainset)
+    fast = CompiledSVD(**kw).fit(trainset)
+    for attr in ("bu", "bi", "pu", "qi"):
+        np.testing.assert_array_equal(getattr(fast, attr), getattr(ref, attr))
+    uid, iid = trainset.to_raw_uid(3), trainset.to_raw_iid(2)
+    assert fast.predict(uid, iid).est == ref.predict(uid, iid).est
+
+
+def test_svd_recommender_compiled_fit_equals_the_surprise_trainset_fit(monkeypatch):
+    """``fit_arrays`` (no Surprise dataset/trainset) gives the factors Surprise's fit gives."""
+    from recomart.config import reset_settings
+    from recomart.models.svd import SVD_FITS, SVDRecommender
+
+    events = _events(70, 30, seed=8).sample(frac=1.0, random_state=2)  # ids in no sorted order
+    params = {"n_factors": 4, "n_epochs": 6, "reg_all": 0.05}
+    fitted = {}
+    for engine in ("surprise", "compiled"):
+        monkeypatch.setenv("RECOMART_MODELS_SVD_ENGINE", engine)
+        reset_settings()
+        SVD_FITS.clear()  # the memo must not hand one engine's factors to the other
+        fitted[engine] = SVDRecommender(params, seed=5).fit(events)
+    reset_settings()
+    ref, fast = fitted["surprise"], fitted["compiled"]
+    assert fast.mu_ == ref.mu_ and fast.rating_scale_ == ref.rating_scale_
+    for attr in ("bu_", "bi_", "pu_", "qi_"):
+        np.testing.assert_array_equal(getattr(fast, attr), getattr(ref, attr))
+    users = ref.im_.user_ids[:5]
+    pd.testing.assert_frame_equal(fast.recommend(users, n=5), ref.recommend(users, n=5))
+
+
+def test_svd_engine_setting_picks_the_class(monkeypatch):
+    from surprise import SVD
+
+    from recomart.config import reset_settings
+    from recomart.errors import PermanentError
+    from recomart.models.surprise_svd import CompiledSVD, ListedRatingsSVD, svd_class
+
+    monkeypatch.delenv("RECOMART_MODELS_SVD_ENGINE", raising=False)
+    reset_settings()
+    assert svd_class() is CompiledSVD  # the default
+    monkeypatch.setenv("RECOMART_MODELS_SVD_ENGINE", "surprise")
+    reset_settings()
+    try:
+        assert svd_class() is SVD
+        assert svd_class("listed") is ListedRatingsSVD
+        with pytest.raises(PermanentError, match="unknown SVD engine"):
+            svd_class("gpu")
+    finally:
+        monkeypatch.delenv("RECOMART_MODELS_SVD_ENGINE")
+        reset_settings()
+
+
+def test_svd_grid_search_on_a_user_sample_uses_only_sampled_users_ratings():
+    from recomart.models.data import to_pairs
+    from recomart.models.svd import tune_svd, tune_users
+
+    events = _events(80, 40)
+    pairs = to_pairs(events)
+    sample = tune_users(pairs, 30, seed=3)
+    assert sample["user_id"].nunique() == 30
+    # every rating of a sampled user is kept, nobody else's
+    kept = pairs.loc[pairs["user_id"].isin(sample["user_id"].unique())]
+    assert len(sample) == len(kept)
+    assert tune_users(pairs, 0, seed=3) is pairs and tune_users(pairs, 500, seed=3) is pairs
+    grid = {"n_factors": [2, 4], "n_epochs": [5], "lr_all": [0.01], "reg_all": [0.1]}
+    sampled = tune_svd(events, grid, seed=3, n_jobs=1, max_users=30)
+    assert sampled["sample"] == {"users": 30, "ratings": len(sample), "of_users": 80,
+                                 "of_ratings": len(pairs), "max_users": 30}
+    full = tune_svd(events, grid, seed=3, n_jobs=1, max_users=0)
+    assert full["sample"]["ratings"] == len(pairs)
+    assert sampled["grid"] != full["grid"]  # the sample really is a different (smaller) search
+
+
 # ---- publishing outputs of the hybrid ---------------------------------------------------------
 FAST_HYBRID = {"svd": {"n_factors": 4, "n_epochs": 10}, "ease_lam": 20.0,
                "ranker": {"n_estimators": 20}, "ranker_grid": [{}], "min_segment_users": 5,
@@ -309,3 +394,94 @@ def test_similar_items_equal_the_float64_reference(small_hybrid, monkeypatch, th
         pd.testing.assert_frame_equal(got.drop(columns="score"), ref.drop(columns="score"))
         np.testing.assert_allclose(got["score"], ref["score"], rtol=1e-6)
         assert set(got["product_id"]) >= set(range(40, 45))  # new items get content neighbours
+
+
+# ---- the final hybrid reuses the evaluated hybrid's ranker choice ------------------------------
+def _ranker_data(n_users: int = 120, per_user: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), per_user)
+    x = pd.DataFrame({"a": rng.random(len(users)), "b": rng.random(len(users)),
+                      "ease_score": rng.random(len(users))})
+    y = np.where(x["a"] + 0.3 * rng.random(len(users)) > 0.9, 2.0,
+                 np.where(x["b"] > 0.8, 1.0, 0.0)).astype(np.float32)
+    return x, y, users
+
+
+def test_ranker_trained_on_the_chosen_variant_equals_the_full_search():
+    """What ``final_hybrid_params`` does on all data is exactly the full search's refit whenever
+    the search would choose that variant: same folds, same early stopping, same model."""
+    from recomart.models.ranker import RANKER_GRID, Ranker
+
+    x, y, users = _ranker_data()
+    base = {"n_estimators": 30, "early_stopping_rounds": 5}
+    full = Ranker(base, seed=1, grid=RANKER_GRID, fallback=()).fit(x, y, users)
+    variant = full.best_["variant"]
+    reused = Ranker({**base, **variant}, seed=1, grid=[{}], fallback=()).fit(x, y, users)
+    assert len(reused.search_) == 1 and len(full.search_) == len(RANKER_GRID)
+    assert reused.best_["n_estimators"] == full.best_["n_estimators"]
+    assert reused.best_["validation_ndcg@10"] == full.best_["validation_ndcg@10"]
+    np.testing.assert_array_equal(reused.predict(x), full.predict(x))
+
+
+def test_final_hybrid_params_reuse_the_ranker_choice_unless_told_otherwise(monkeypatch):
+    from recomart.config import reset_settings
+    from recomart.training import final_hybrid_params
+
+    params = {"ranker": {"n_estimators": 50}, "ranker_grid": None, "ease_lam": 10.0}
+    info = {"ranker_choice": {"variant": {"max_depth": 4}, "n_estimators": 12}}
+    monkeypatch.delenv("RECOMART_MODELS_RANKER_REUSE", raising=False)
+    reset_settings()
+    got = final_hybrid_params(params, info, {})
+    assert got == {**params, "ranker": {"n_estimators": 50, "max_depth": 4}, "ranker_grid": [{}]}
+    # a fallback ordering won, an explicit ranker override, no evaluated hybrid: search as before
+    assert final_hybrid_params(params, {"ranker_choice": {"variant": {"fallback": "ease_score"}}},
+                               {}) is params
+    assert final_hybrid_params(params, info, {"ranker_grid": [{}]}) is params
+    assert final_hybrid_params(params, None, {}) is params
+    monkeypatch.setenv("RECOMART_MODELS_RANKER_REUSE", "false")
+    reset_settings()
+    try:
+        assert final_hybrid_params(params, info, {}) is params
+    finally:
+        monkeypatch.delenv("RECOMART_MODELS_RANKER_REUSE")
+        reset_settings()
+
+
+def test_hybrid_recommend_in_parallel_blocks_equals_one_block_at_a_time(small_hybrid, monkeypatch):
+    from recomart.models import base
+
+    users = np.r_[small_hybrid.im_.user_ids, 10_000, 10_001]  # two unknown: cold start
+    monkeypatch.setattr(small_hybrid, "batch_size", 16)  # several blocks
+    monkeypatch.setattr(base, "worker_threads", lambda: 3)
+    monkeypatch.setattr(small_hybrid, "parallel_batches", 3)
+    threaded = small_hybrid.recommend(users, n=8)
+    monkeypatch.setattr(small_hybrid, "parallel_batches", 1)
+    sequential = small_hybrid.recommend(users, n=8)
+    assert len(threaded) > 8 * 100
+    pd.testing.assert_frame_equal(threaded, sequential)
+
+
+def test_ranker_search_on_a_user_sample_then_one_fit_on_every_user():
+    """The sampled search is the full search run on the sampled users' rows; the final model is
+    the winner fitted on every row (not only the sample's)."""
+    from xgboost import XGBRanker
+
+    from recomart.models.ranker import RANKER_GRID, Ranker
+
+    x, y, users = _ranker_data(n_users=150)
+    base = {"n_estimators": 25, "early_stopping_rounds": 5}
+    sampled = Ranker(base, seed=2, grid=RANKER_GRID, search_users=60).fit(x, y, users)
+    assert sampled.search_sample_ == {"users": 60, "of_users": 150}
+    keep = np.isin(users, np.random.default_rng(2).choice(np.unique(users), 60, replace=False))
+    on_sample = Ranker(base, seed=2, grid=RANKER_GRID).fit(x.loc[keep].reset_index(drop=True),
+                                                         y[keep], users[keep])
+    assert sampled.search_ == on_sample.search_
+    full = Ranker(base, seed=2, grid=RANKER_GRID, search_users=0).fit(x, y, users)
+    assert full.search_sample_ == {"users": 150, "of_users": 150}
+    assert sampled.model_ is not None  # a trained variant won (ease_score here is noise)
+    # refitted on all 150 users' rows
+    params = {**sampled.params, **sampled.best_["variant"],
+              "n_estimators": sampled.best_["n_estimators"], "early_stopping_rounds": None}
+    yy = (y >= y.max()).astype(np.float32) if params.pop("labels", "graded") == "binary" else y
+    ref = XGBRanker(random_state=2, n_jobs=1, **params).fit(x, yy, qid=users, verbose=False)
+    np.testing.assert_array_equal(sampled.predict(x), ref.predict(x))

@@ -70,6 +70,9 @@ class Recommender:
 
     name = "base"
     batch_size = 2048
+    #: User blocks scored at once in threads (models whose scoring releases the GIL; each block's
+    #: memory is held that many times over).
+    parallel_batches = 1
 
     def fit(self, interactions: pd.DataFrame, products: pd.DataFrame | None = None,
             users: pd.DataFrame | None = None) -> Recommender:
@@ -108,8 +111,20 @@ class Recommender:
         k_users, k_rows = user_ids[known], rows[known]
         # dense scores per batch stay under ~250 MB whatever the catalog size
         size = min(self.batch_size, max(16, 30_000_000 // max(len(self.item_ids), 1)))
-        for sl in batches(len(k_rows), size):
-            frames.append(self._recommend_rows(k_users[sl], k_rows[sl], n, exclude_seen))
+        parts = list(batches(len(k_rows), size))
+
+        def block(sl: slice) -> pd.DataFrame:
+            return self._recommend_rows(k_users[sl], k_rows[sl], n, exclude_seen)
+
+        threads = min(self.parallel_batches, worker_threads(), len(parts))
+        if threads > 1:
+            # independent user blocks; map keeps their order, so the frame is the sequential one
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                frames.extend(pool.map(block, parts))
+        else:
+            frames.extend(block(sl) for sl in parts)
         if (~known).any():
             frames.append(self.cold_start(user_ids[~known], n))
         frames = [f for f in frames if len(f)]

@@ -96,15 +96,26 @@ class EASERecommender(Recommender):
 
 
 def tune_ease(train_events: pd.DataFrame, lambdas: Sequence[float] = (50, 150, 400, 1000),
-              max_items: int = 4000, relevance="auto", holdout: float = 0.2) -> dict:
-    """Pick lambda by NDCG@10 on a per-user time split of the training events."""
+              max_items: int = 4000, relevance="auto", holdout: float = 0.2,
+              max_users: int | None = None, seed: int = 42) -> dict:
+    """Pick lambda by NDCG@10 on a per-user time split of the training events. Each lambda is
+    fitted on the whole split; its lists are scored for at most ``max_users`` validation users
+    drawn with ``seed`` (default: the ``models_tune_users`` setting; 0 = all of them)."""
     from recomart.models.data import to_pairs
     from recomart.models.metrics import ranking_metrics
     from recomart.models.split import temporal_split
 
+    if max_users is None:
+        from recomart.config import get_settings
+
+        max_users = get_settings().models_tune_users
     split = temporal_split(train_events, holdout=holdout, relevance=relevance)
     rel = split.test.loc[split.test["relevant"]]
     users = rel["user_id"].unique()
+    n_users = len(users)
+    if max_users and n_users > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+        rel = rel.loc[rel["user_id"].isin(users)]
     pairs = to_pairs(split.train)  # once for every lambda (``fit`` takes pairs as they are)
     results = {}
     for lam in lambdas:
@@ -113,7 +124,8 @@ def tune_ease(train_events: pd.DataFrame, lambdas: Sequence[float] = (50, 150, 4
         results[float(lam)] = ranking_metrics(recs, rel, len(model.item_ids))["ndcg@10"]
         log.info("EASE lambda=%s validation NDCG@10=%.4f", lam, results[float(lam)])
     best = max(results, key=results.get)
-    return {"lam": best, "validation_ndcg@10": results[best], "grid": results}
+    return {"lam": best, "validation_ndcg@10": results[best], "grid": results,
+            "users": len(users), "of_users": n_users}
 
 
 class BuyAgainRecommender(Recommender):

@@ -112,13 +112,32 @@ class CandidateSources:
         self.im_ = InteractionMatrix.from_pairs(pairs)
         self._fit_history(pairs)
         lap("pairs")
-        self.ease_ = EASERecommender(self.ease_lam, self.ease_max_items).fit(pairs)
-        lap("ease_fit")
-        self.svd_ = SVDRecommender(self.svd_params, seed=self.seed).fit(pairs)
-        lap("svd_fit")
+        # The SVD's SGD is compiled code that releases the GIL: it runs on a second core while
+        # EASE, co-occurrence, content and buy-again are fitted here (each result is what a
+        # sequential fit gives; only the order of the work changes)
+        from concurrent.futures import ThreadPoolExecutor
+
+        from recomart.models.base import worker_threads
+
+        svd = SVDRecommender(self.svd_params, seed=self.seed)
+        pool = ThreadPoolExecutor(1) if worker_threads() > 1 else None
+        svd_fit = pool.submit(svd.fit, pairs) if pool else None
+        try:
+            self.ease_ = EASERecommender(self.ease_lam, self.ease_max_items).fit(pairs)
+            lap("ease_fit")
+            self._fit_rest(pairs, products, content, events, lap)
+            self.svd_ = svd_fit.result() if svd_fit else svd.fit(pairs)
+            lap("svd_fit (wait)" if svd_fit else "svd_fit")
+        finally:
+            if pool:
+                pool.shutdown(wait=True)
         for model in (self.ease_, self.svd_):
             if not np.array_equal(model.item_ids, self.im_.item_ids):
                 raise RecomartError(f"{type(model).__name__} item index differs from the matrix's")
+        return self
+
+    def _fit_rest(self, pairs: pd.DataFrame, products: pd.DataFrame, content: ContentModel | None,
+                  events: pd.DataFrame | None, lap) -> None:
         self.cooc_ = cooccurrence_neighbours(self.im_.matrix, self.cooc_neighbours)
         self.popularity_ = np.asarray(self.im_.matrix.sum(axis=0)).ravel().astype(np.float64)
         lap("cooc_fit")
@@ -136,7 +155,6 @@ class CandidateSources:
         lap("content_profiles")
         self._fit_buy_again(events)
         lap("buy_again")
-        return self
 
     def _fit_history(self, pairs: pd.DataFrame) -> None:
         """The user's own history with each item (events, strongest event, last time), so a

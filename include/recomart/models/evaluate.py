@@ -36,7 +36,9 @@ PROTOCOL = {
                "(AP over min(10, #relevant)), user coverage, catalog coverage (top-10)",
     "rating_metrics": "RMSE/MAE of BiasedSVD from Surprise cross_validate, KFold",
     "tuning": "EASE lambda by NDCG@10 on a per-user time split of the training part; SVD by RMSE "
-              "(GridSearchCV, one 20% random validation split of the training part)",
+              "(GridSearchCV, one 20% random validation split of the training part); on shops "
+              "with more users than RECOMART_MODELS_TUNE_USERS both search on a seeded sample of "
+              "that many users",
 }
 
 
@@ -66,7 +68,7 @@ def tune(train: pd.DataFrame, relevance: Relevance, seed: int = 42,
     from recomart.models.hybrid import DEFAULT_HYBRID_PARAMS
     from recomart.models.svd import DEFAULT_SVD_PARAMS, tune_svd
 
-    ease = tune_ease(train, ease_lambdas, ease_max_items, relevance=relevance)
+    ease = tune_ease(train, ease_lambdas, ease_max_items, relevance=relevance, seed=seed)
     report: dict[str, Any] = {"ease": ease}
     svd_params = dict(DEFAULT_SVD_PARAMS)
     if tune_svd_params:

@@ -60,12 +60,15 @@ class Ranker:
     ``fallback`` columns (e.g. the EASE score) compete as plain orderings: when one of them ranks
     the held-aside users better than every trained variant, ``predict`` returns it, so a ranker
     trained on too little data cannot make the hybrid worse than its best source. The winning
-    variant is refitted on all users with the mean early-stopped number of trees.
+    variant is refitted on all users with the mean early-stopped number of trees. With
+    ``search_users`` (> 0) the search runs on that many users drawn with the seed, the refit on
+    every user.
     """
 
     def __init__(self, params: dict[str, Any] | None = None, seed: int = 42, n_jobs: int = 2,
                  valid_users: float = 0.2, grid: list[dict[str, Any]] | None = None,
-                 fallback: tuple[str, ...] = ("ease_score",), cv_below: int = 2000) -> None:
+                 fallback: tuple[str, ...] = ("ease_score",), cv_below: int = 2000,
+                 search_users: int = 0) -> None:
         self.params = {**DEFAULT_RANKER_PARAMS, **(params or {})}
         self.grid = RANKER_GRID if grid is None else grid
         self.seed = seed
@@ -73,6 +76,7 @@ class Ranker:
         self.valid_users = valid_users
         self.fallback = fallback
         self.cv_below = cv_below
+        self.search_users = search_users
 
     def _folds(self, q: np.ndarray) -> list[np.ndarray]:
         uniq = np.unique(q)
@@ -89,26 +93,36 @@ class Ranker:
         order = np.argsort(users, kind="stable")
         x, y, q = features.iloc[order].reset_index(drop=True), np.asarray(labels)[order], users[order]
         relevant = y >= y.max()
-        folds = self._folds(q)
+        # The search (variants, early stopping, fallbacks) runs on at most ``search_users`` users
+        # drawn with the seed; the winner is then fitted once on every user's rows.
+        uniq = np.unique(q)
+        self.search_sample_ = {"users": len(uniq), "of_users": len(uniq)}
+        xs, ys, qs, rs = x, y, q, relevant
+        if self.search_users and len(uniq) > self.search_users:
+            keep = np.isin(q, np.random.default_rng(self.seed).choice(uniq, self.search_users,
+                                                                      replace=False))
+            xs, ys, qs, rs = x.loc[keep].reset_index(drop=True), y[keep], q[keep], relevant[keep]
+            self.search_sample_["users"] = self.search_users
+        folds = self._folds(qs)
         # Threads only pay off on big inputs (small ones just spin-wait on a busy machine).
         n_jobs = self.n_jobs if len(x) >= 50_000 else 1
         self.search_: list[dict[str, Any]] = []
         for variant in self.grid or [{}]:
             params = {**self.params, **variant}
             binary = params.pop("labels", "graded") == "binary"
-            yy = relevant.astype(np.float32) if binary else y
+            yy = rs.astype(np.float32) if binary else ys
             scores, iters = [], []
             for valid in folds:
                 model = XGBRanker(random_state=self.seed, n_jobs=n_jobs, **params)
-                model.fit(x[~valid], yy[~valid], qid=q[~valid],
-                          eval_set=[(x[valid], yy[valid])], eval_qid=[q[valid]], verbose=False)
-                scores.append(validation_ndcg(q[valid], relevant[valid], model.predict(x[valid])))
+                model.fit(xs[~valid], yy[~valid], qid=qs[~valid],
+                          eval_set=[(xs[valid], yy[valid])], eval_qid=[qs[valid]], verbose=False)
+                scores.append(validation_ndcg(qs[valid], rs[valid], model.predict(xs[valid])))
                 iters.append(int(model.best_iteration) + 1)
             self.search_.append({"variant": variant, "validation_ndcg@10": float(np.mean(scores)),
                                  "n_estimators": max(1, round(float(np.mean(iters))))})
         for col in self.fallback:
-            if col in x:
-                score = np.mean([validation_ndcg(q[v], relevant[v], x.loc[v, col].to_numpy())
+            if col in xs:
+                score = np.mean([validation_ndcg(qs[v], rs[v], xs.loc[v, col].to_numpy())
                                  for v in folds])
                 self.search_.append({"variant": {"fallback": col},
                                      "validation_ndcg@10": float(score)})

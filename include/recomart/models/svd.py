@@ -61,8 +61,11 @@ class SVDRecommender(Recommender):
         self.mu_, self.bu_, self.pu_, self.bi_, self.qi_, self.rating_scale_ = fitted
 
     def _surprise_fit(self, pairs: pd.DataFrame) -> tuple:
-        from recomart.models.surprise_svd import ListedRatingsSVD as SVD
+        from recomart.models.surprise_svd import CompiledSVD, svd_class
 
+        SVD = svd_class()
+        if SVD is CompiledSVD:
+            return self._compiled_fit(pairs)
         data = surprise_dataset(pairs)
         trainset = data.build_full_trainset()
         algo = SVD(biased=True, random_state=self.seed, **self.params)
@@ -73,6 +76,20 @@ class SVDRecommender(Recommender):
                 np.asarray(algo.pu)[u_inner].astype(np.float32),
                 np.asarray(algo.bi)[i_inner].astype(np.float32),
                 np.asarray(algo.qi)[i_inner].astype(np.float32), data.reader.rating_scale)
+
+    def _compiled_fit(self, pairs: pd.DataFrame) -> tuple:
+        """The same fit as Surprise's on ``surprise_dataset(pairs)``, from the arrays directly."""
+        from recomart.models.surprise_svd import fit_arrays
+
+        ratings = model_ratings(pairs).to_numpy(dtype=np.float64)
+        fit = fit_arrays(pairs["user_id"].to_numpy(), pairs["product_id"].to_numpy(), ratings,
+                         seed=self.seed, biased=True, **self.params)
+        u_inner = pd.Index(fit["users"]).get_indexer(self.im_.user_ids)
+        i_inner = pd.Index(fit["items"]).get_indexer(self.item_ids)
+        scale = (min(float(ratings.min()), 0.5), max(float(ratings.max()), 5.0))
+        return (float(fit["global_mean"]), fit["bu"][u_inner].astype(np.float32),
+                fit["pu"][u_inner].astype(np.float32), fit["bi"][i_inner].astype(np.float32),
+                fit["qi"][i_inner].astype(np.float32), scale)
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         return self.mu_ + self.bu_[rows, None] + self.bi_[None, :] + self.pu_[rows] @ self.qi_.T
@@ -90,29 +107,55 @@ class SVDRecommender(Recommender):
         return np.clip(est, *self.rating_scale_)
 
 
+def tune_users(pairs: pd.DataFrame, max_users: int | None, seed: int) -> pd.DataFrame:
+    """The pairs of at most ``max_users`` users drawn with ``seed`` (all of them when fewer or
+    ``max_users`` is 0): a grid search's ranking of parameters needs far fewer ratings than the
+    final fit, and SGD cost is linear in the ratings."""
+    users = np.unique(pairs["user_id"].to_numpy())
+    if not max_users or len(users) <= max_users:
+        return pairs
+    keep = np.random.default_rng(seed).choice(users, max_users, replace=False)
+    return pairs.loc[pairs["user_id"].isin(keep)].reset_index(drop=True)
+
+
 def tune_svd(interactions: pd.DataFrame, grid: dict[str, list] | None = None, seed: int = 42,
-             validation: float = 0.2, n_jobs: int | None = None) -> dict[str, Any]:
-    """Grid-search SVD hyper-parameters by RMSE on one random validation split of the ratings.
+             validation: float = 0.2, n_jobs: int | None = None,
+             max_users: int | None = None) -> dict[str, Any]:
+    """Grid-search SVD hyper-parameters by RMSE on one random validation split of the ratings of
+    at most ``max_users`` users drawn with the seed (default: the ``models_tune_users``
+    setting; the chosen parameters are then fitted on all data by the caller).
 
     The grid points are independent seeded fits, so they run in ``n_jobs`` processes (default:
     one per core, at most 4 or the grid size); the result does not depend on it."""
     from surprise.model_selection import GridSearchCV, ShuffleSplit
 
     from recomart.models.base import worker_threads
-    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
+    from recomart.models.surprise_svd import svd_class
 
+    if max_users is None:
+        from recomart.config import get_settings
+
+        max_users = get_settings().models_tune_users
+    pairs = to_pairs(interactions)
+    sample = tune_users(pairs, max_users, seed)
     grid = {**(grid or SVD_GRID), "random_state": [seed]}
     points = int(np.prod([len(v) for v in grid.values()]))
-    n_jobs = n_jobs or min(worker_threads(), points, 4)  # each process holds a copy of the ratings
-    search = GridSearchCV(SVD, grid, measures=["rmse", "mae"], n_jobs=n_jobs,
+    # each process holds a copy of the ratings; the compiled SGD is fast enough that process
+    # start-up outweighs the parallelism on a sample
+    n_jobs = n_jobs or min(worker_threads(), points, 4)
+    search = GridSearchCV(svd_class(), grid, measures=["rmse", "mae"], n_jobs=n_jobs,
                           cv=ShuffleSplit(n_splits=1, test_size=validation, random_state=seed))
-    search.fit(surprise_dataset(to_pairs(interactions)))
+    search.fit(surprise_dataset(sample))
     best = {k: v for k, v in search.best_params["rmse"].items() if k != "random_state"}
-    log.info("SVD tuned: %s validation RMSE %.4f", best, search.best_score["rmse"])
+    log.info("SVD tuned on %d of %d ratings: %s validation RMSE %.4f", len(sample), len(pairs),
+             best, search.best_score["rmse"])
     table = [{**{k: v for k, v in p.items() if k != "random_state"}, "rmse": float(r)}
              for p, r in zip(search.cv_results["params"], search.cv_results["mean_test_rmse"],
                              strict=True)]
-    return {"params": best, "validation_rmse": float(search.best_score["rmse"]), "grid": table}
+    return {"params": best, "validation_rmse": float(search.best_score["rmse"]), "grid": table,
+            "sample": {"users": int(sample["user_id"].nunique()), "ratings": len(sample),
+                       "of_users": int(pairs["user_id"].nunique()), "of_ratings": len(pairs),
+                       "max_users": max_users}}
 
 
 def rating_cv(interactions: pd.DataFrame, params: dict[str, Any] | None = None, folds: int = 5,
@@ -120,8 +163,9 @@ def rating_cv(interactions: pd.DataFrame, params: dict[str, Any] | None = None, 
     """RMSE/MAE of BiasedSVD from Surprise ``cross_validate`` with ``KFold(folds)``."""
     from surprise.model_selection import KFold, cross_validate
 
-    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
+    from recomart.models.surprise_svd import svd_class
 
+    SVD = svd_class()
     params = {**DEFAULT_SVD_PARAMS, **(params or {})}
     res = cross_validate(SVD(biased=True, random_state=seed, **params),
                          surprise_dataset(to_pairs(interactions)), measures=["rmse", "mae"],
@@ -138,8 +182,9 @@ def nested_rating_cv(interactions: pd.DataFrame, folds: int = 5, seed: int = 42,
     from surprise import accuracy
     from surprise.model_selection import GridSearchCV, KFold, ShuffleSplit
 
-    from recomart.models.surprise_svd import ListedRatingsSVD as SVD
+    from recomart.models.surprise_svd import svd_class
 
+    SVD = svd_class()
     data = surprise_dataset(to_pairs(interactions))
     grid = {**(grid or SVD_GRID), "random_state": [seed]}
     rows: list[dict[str, Any]] = []

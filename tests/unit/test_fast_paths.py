@@ -202,7 +202,8 @@ def test_svd_engine_setting_picks_the_class(monkeypatch):
         reset_settings()
 
 
-def test_svd_grid_search_on_a_user_sample_uses_only_sampled_users_ratings():
+def test_svd_grid_search_on_a_user_sample_uses_only_sampled_users_ratings(monkeypatch):
+    from recomart.models import svd
     from recomart.models.data import to_pairs
     from recomart.models.svd import tune_svd, tune_users
 
@@ -215,7 +216,12 @@ def test_svd_grid_search_on_a_user_sample_uses_only_sampled_users_ratings():
     assert len(sample) == len(kept)
     assert tune_users(pairs, 0, seed=3) is pairs and tune_users(pairs, 500, seed=3) is pairs
     grid = {"n_factors": [2, 4], "n_epochs": [5], "lr_all": [0.01], "reg_all": [0.1]}
+    searched: list[set[int]] = []  # the users of the ratings the grid search was given
+    real_dataset = svd.surprise_dataset
+    monkeypatch.setattr(svd, "surprise_dataset",
+                        lambda p: searched.append(set(p["user_id"])) or real_dataset(p))
     sampled = tune_svd(events, grid, seed=3, n_jobs=1, max_users=30)
+    assert searched == [set(sample["user_id"])]
     assert sampled["sample"] == {"users": 30, "ratings": len(sample), "of_users": 80,
                                  "of_ratings": len(pairs), "max_users": 30}
     full = tune_svd(events, grid, seed=3, n_jobs=1, max_users=0)

@@ -26,7 +26,7 @@ def reference_merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent:
     if not recent:  # the common case needs none of the real-time machinery
         length = len(items)
         ranked = [blend.Scored(p, 1.0 - r / length, blend.BATCH) for r, p in enumerate(items[:n])]
-        return blend._fill(ranked, n, trending, popular, frozenset())
+        return reference_fill(ranked, n, trending, popular, frozenset())
     bought: dict[int, int] = {}
     views: dict[int, int] = {}
     engaged: set[int] = set()
@@ -81,7 +81,27 @@ def reference_merge(batch: tuple[Sequence[int], Sequence[float]] | None, recent:
             best[pid] = (score * rules.demote_factor, reason)
     top = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
     ranked = [blend.Scored(pid, score, reason) for pid, (score, reason) in top]
-    return blend._fill(ranked, n, trending, popular, frozenset(bought))
+    return reference_fill(ranked, n, trending, popular, frozenset(bought))
+
+
+def reference_fill(ranked: list[blend.Scored], n: int, trending: Sequence[int], popular: Sequence[int],
+                   bought: frozenset[int]) -> list[blend.Scored]:
+    """The fill step as first written (named tuples): trending, then popular items below the
+    last score, skipping bought and listed ones."""
+    if len(ranked) >= n:
+        return ranked
+    listed = {s.product_id for s in ranked}
+    floor = ranked[-1].score if ranked else 1.0
+    for source, reason in ((trending, blend.TRENDING), (popular, blend.POPULAR)):
+        for pid in source:
+            if len(ranked) >= n:
+                return ranked
+            if pid in listed or pid in bought:
+                continue
+            floor *= 0.99
+            ranked.append(blend.Scored(int(pid), floor, reason))
+            listed.add(pid)
+    return ranked
 
 
 

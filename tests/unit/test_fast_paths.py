@@ -282,9 +282,9 @@ def _audience_reference(model, product_ids, n: int = 100, batch_size: int = 256)
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_audience_equals_the_float64_reference(small_hybrid, monkeypatch, threads):
-    from recomart.models import hybrid
+    from recomart.models import base
 
-    monkeypatch.setattr(hybrid, "worker_threads", lambda: threads)
+    monkeypatch.setattr(base, "worker_threads", lambda: threads)
     products = np.arange(45)
     for n, batch in ((100, 256), (7, 4)):
         got = small_hybrid.audience(products, n=n, batch_size=batch)
@@ -389,9 +389,9 @@ def _similar_reference(model, product_ids, n: int = 10, batch_size: int = 512) -
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_similar_items_equal_the_float64_reference(small_hybrid, monkeypatch, threads):
-    from recomart.models import hybrid
+    from recomart.models import base
 
-    monkeypatch.setattr(hybrid, "worker_threads", lambda: threads)
+    monkeypatch.setattr(base, "worker_threads", lambda: threads)
     products = np.arange(45)
     for n, batch in ((10, 512), (4, 3)):
         got = small_hybrid.similar_items(products, n=n, batch_size=batch)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import pandas as pd
 from recomart.models.data import InteractionMatrix, to_pairs
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 REC_COLUMNS = ["user_id", "product_id", "score", "rank"]
 
 
@@ -34,6 +36,19 @@ PARALLEL_TOP_N_CELLS = 2_000_000
 def worker_threads() -> int:
     """Threads for embarrassingly parallel numpy work: the machine's cores, at most 8."""
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def map_blocks(fn: Callable[[Any], T], blocks: Sequence[Any], threads: int | None = None) -> list[T]:
+    """``fn`` over independent blocks on the worker threads (at most ``threads``), results in block
+    order, so the outcome is the sequential one (for work that releases the GIL)."""
+    cap = worker_threads() if threads is None else min(threads, worker_threads())
+    cap = min(cap, len(blocks))
+    if cap <= 1:
+        return [fn(b) for b in blocks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(cap) as pool:
+        return list(pool.map(fn, blocks))
 
 
 def top_n(scores: np.ndarray, n: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -116,15 +131,7 @@ class Recommender:
         def block(sl: slice) -> pd.DataFrame:
             return self._recommend_rows(k_users[sl], k_rows[sl], n, exclude_seen)
 
-        threads = min(self.parallel_batches, worker_threads(), len(parts))
-        if threads > 1:
-            # independent user blocks; map keeps their order, so the frame is the sequential one
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(threads) as pool:
-                frames.extend(pool.map(block, parts))
-        else:
-            frames.extend(block(sl) for sl in parts)
+        frames.extend(map_blocks(block, parts, threads=self.parallel_batches))
         if (~known).any():
             frames.append(self.cold_start(user_ids[~known], n))
         frames = [f for f in frames if len(f)]

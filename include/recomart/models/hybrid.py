@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recomart.models.base import Recommender, batches, empty_recs, top_n, worker_threads
+from recomart.models.base import Recommender, batches, empty_recs, map_blocks, top_n
 from recomart.models.candidates import CandidateSources
 from recomart.models.cold_start import SegmentPopularity
 from recomart.models.content import ContentModel
@@ -275,7 +275,7 @@ class HybridRecommender(Recommender):
         Blocks run on the worker threads: the sparse product, the dense copy and the top-n
         selection spend their time in C with the GIL released."""
         product_ids = np.asarray(product_ids, dtype="int64")
-        frames = _map_blocks(lambda sl: self._similar_block(product_ids[sl], n),
+        frames = map_blocks(lambda sl: self._similar_block(product_ids[sl], n),
                              list(batches(len(product_ids), batch_size)))
         frames = [f for f in frames if len(f)]
         if not frames:
@@ -341,20 +341,9 @@ class HybridRecommender(Recommender):
                 "user_id": self.im_.user_ids[idx[valid]], "score": sc[valid].astype(np.float64),
                 "rank": np.cumsum(valid, axis=1)[valid].astype("int64")})
 
-        frames = _map_blocks(block, list(batches(len(product_ids), batch_size)))
+        frames = map_blocks(block, list(batches(len(product_ids), batch_size)))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["product_id", "user_id", "score", "rank"])
-
-
-def _map_blocks(fn: Callable[[Any], pd.DataFrame], blocks: list[Any]) -> list[pd.DataFrame]:
-    """``fn`` over the blocks on the worker threads, results in block order."""
-    threads = min(worker_threads(), len(blocks))
-    if threads <= 1:
-        return [fn(b) for b in blocks]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(fn, blocks))
 
 
 def train_hybrid(interactions: pd.DataFrame, products: pd.DataFrame | None = None,

@@ -253,7 +253,7 @@ def _fill_store(url: str):
     return store
 
 
-def test_online_reads_by_script_equal_the_pipeline_and_the_sync_store(store_url):
+def test_online_reads_packed_equal_the_pipeline_and_the_sync_store(store_url):
     import asyncio
 
     from recomart.serving.online_store import AsyncOnlineReader, unpack_events
@@ -265,26 +265,29 @@ def test_online_reads_by_script_equal_the_pipeline_and_the_sync_store(store_url)
     async def scenario():
         reader = AsyncOnlineReader(store_url)
         try:
-            by_script = await reader.read_script(reads)
+            by_packed = await reader.read_packed(reads)
             by_pipeline = await reader.read_pipeline(reads)
-            # concurrent requests: micro-batched into one script call, each gets its own list
+            # concurrent requests: micro-batched into one write, each gets its own list
             users = list(range(0, 45))
             batched = await asyncio.gather(*[reader.recent_user(u) for u in users])
-            assert reader.use_script
-            # a key of the wrong type fails its batch on both paths and leaves scripts on
-            for read in (reader.read_script, reader.read_pipeline):
-                with pytest.raises(Exception, match="WRONGTYPE"):
-                    await read([("rm:u:1", 9), ("rm:u:wrongtype", 9)])
+            # a key of the wrong type fails its batch on both paths, wherever it is in the batch
+            for read in (reader.read_packed, reader.read_pipeline):
+                for bad in ([("rm:u:1", 9), ("rm:u:wrongtype", 9)],
+                            [("rm:u:wrongtype", 9), ("rm:u:1", 9), ("rm:u:2", 3)]):
+                    with pytest.raises(Exception, match="WRONGTYPE"):
+                        await read(bad)
             with pytest.raises(Exception, match="WRONGTYPE"):
                 await reader.recent_user("wrongtype")
-            assert reader.use_script
-            return by_script, by_pipeline, users, batched
+            # ... and the connection stays in step: the next batch reads its own replies
+            conn = reader._conn
+            assert await reader.read_packed(reads) == by_packed and reader._conn is conn
+            return by_packed, by_pipeline, users, batched
         finally:
             await reader.close()
 
-    by_script, by_pipeline, users, batched = asyncio.run(scenario())
-    assert by_script == by_pipeline
-    assert sum(len(r) for r in by_script) > 300  # the reads found data, not only empty lists
+    by_packed, by_pipeline, users, batched = asyncio.run(scenario())
+    assert by_packed == by_pipeline
+    assert sum(len(r) for r in by_packed) > 300  # the reads found data, not only empty lists
     for u, got in zip(users, batched, strict=True):
         assert got == store.recent_user(u) == unpack_events(store.client.lrange(f"rm:u:{u}", 0, 49))
 
@@ -320,7 +323,8 @@ def test_online_reads_keep_one_connection_and_survive_the_server_closing_it(stor
         assert answers == want and any(want)
 
 
-def test_online_reads_fall_back_to_pipelines_when_the_server_refuses_scripts(tmp_path):
+def test_online_reads_need_no_scripting(tmp_path):
+    """Some managed servers disable EVAL: the reads never use it."""
     import asyncio
 
     from recomart.serving.online_store import AsyncOnlineReader, EmbeddedRedis
@@ -332,7 +336,6 @@ def test_online_reads_fall_back_to_pipelines_when_the_server_refuses_scripts(tmp
             reader = AsyncOnlineReader(r.url)
             try:
                 first = await asyncio.gather(*[reader.recent_user(u) for u in range(1, 41)])
-                assert not reader.use_script  # the refused EVAL switched the reader over
                 again = await asyncio.gather(*[reader.recent_user(u) for u in range(1, 41)])
                 return first, again
             finally:
@@ -346,9 +349,9 @@ def test_online_reads_fall_back_to_pipelines_when_the_server_refuses_scripts(tmp
 def test_pack_command_writes_what_redis_py_writes():
     from redis.asyncio.connection import Connection
 
-    from recomart.serving.online_store import RECENT_SCRIPT, pack_command
+    from recomart.serving.online_store import pack_command
 
-    args = [b"EVAL", RECENT_SCRIPT, b"2", b"rm:u:1", "rm:s:sé|3".encode(), b"49", b"0"]
+    args = [b"LRANGE", "rm:s:sé|3 x".encode(), b"0", b"49"]
     assert pack_command(*args) == b"".join(Connection().pack_command(*args))
     assert pack_command(b"LRANGE", b"", b"0", b"-1") == b"".join(
         Connection().pack_command(b"LRANGE", b"", b"0", b"-1"))

@@ -61,7 +61,12 @@ def test_child_process_gives_the_in_process_result(any_lake, tmp_path):
     assert (suites, results) == _docs(reference)
     assert suites == sorted(f"{s.split(':')[1].replace('.', '/')}.html" for s in SUITES)
     assert results == sorted(f"recomart-{s.split(':')[1]}.html" for s in SUITES)
-    assert any_lake.path("reports", f"ds={DS}", "gx_data_docs", "index.html").exists()
+    # the child writes the pages dataset by dataset and the index last: it links every result
+    index = any_lake.read_text(any_lake.path("reports", f"ds={DS}", "gx_data_docs", "index.html"))
+    for suite in SUITES:
+        assert f"{suite.split(':')[1].replace('.', '/')}.html" in index, suite
+    assert index.count("recomart-") == reference.read_text(reference.path(
+        "reports", f"ds={DS}", "gx_data_docs", "index.html")).count("recomart-") >= len(SUITES)
 
 
 class _KilledOnOrders(ChildSuites):

@@ -293,12 +293,16 @@ def child_main(work: Path) -> int:
             run = SuiteRun({n: frozenset(c) for n, c in msg["nullables"].items()}, msg["previous_rows"],
                            pd.Timestamp(msg["ds_end"]), Path(msg["docs_dir"]))
             steps["context"] = time.perf_counter() - t0
+            last = list(msg["nullables"])[-1]  # the datasets come in this order
         elif run is None:
             raise SuiteWorkerError(f"{msg['op']!r} before 'begin'")
         elif msg["op"] == "dataset":
             steps[f"{msg['name']} received"] = time.perf_counter() - t0
             checks[msg["name"]] = run.add(msg["name"], *gx_frames(read_input(msg)))
             steps[msg["name"]] = time.perf_counter() - t0
+            if msg["name"] != last:  # while the parent validates the next dataset
+                run.render_added()
+                steps[f"{msg['name']} docs"] = time.perf_counter() - t0
         elif msg["op"] == "finish":
             index = run.build_docs()
             steps["data docs"] = time.perf_counter() - t0

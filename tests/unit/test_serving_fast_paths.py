@@ -230,6 +230,64 @@ def test_lists_lookups_equal_the_numpy_lookup(ids):
     assert empty.get(1) is None and empty.get_items(1, 5) is None and 1 not in empty
 
 
+def _reference_unpack_events(raw):
+    """``unpack_events`` as first written: a set of seen entries, ``RecentEvent.unpack`` each."""
+    seen, out = set(), []
+    for r in raw:
+        if r in seen:
+            continue
+        seen.add(r)
+        e = RecentEvent.unpack(r)
+        if e is not None:
+            out.append(e)
+    return out
+
+
+def test_unpacking_entries_as_bytes_equals_unpacking_them_as_text():
+    from recomart.serving.online_store import unpack_events
+
+    rng = random.Random(8)
+    parts = [["12", "7", "-3", " 5", "1_0", "x", "", "99999999999999999999"],
+             ["view", "add_to_cart", "purchase", "refund", "", "vi|ew"],
+             ["1700000000123", "0", "17e3", "-5", "z"], ["e1", "e|2", "", "é"]]
+    valid = 0
+    for _ in range(300):
+        entries = []
+        for _ in range(rng.randint(0, 12)):
+            fields = [rng.choice(p) for p in parts][: rng.choice([1, 2, 3, 4, 4, 4])]
+            entries.append("|".join(fields).encode())
+        entries += rng.sample(entries, min(len(entries), rng.randint(0, 3)))  # replayed entries
+        rng.shuffle(entries)
+        want = _reference_unpack_events(entries)
+        assert unpack_events(entries) == want, entries
+        assert unpack_events([e.decode() for e in entries]) == want
+        valid += len(want)
+    assert valid > 200  # well-formed entries were compared, not only rejects
+    assert len(unpack_events([b"5|view|1000|a", b"5|view|1000|a", b"6|purchase|2000|b"])) == 2
+    # invalid UTF-8 in an entry's type: that entry is skipped (as text it failed the whole read)
+    assert unpack_events([b"5|vi\xffew|1000|a", b"6|view|2000|b"]) == [RecentEvent(6, "view", 2.0)]
+
+
+def test_remembered_similar_items_equal_the_lookup(monkeypatch):
+    from recomart.serving import batch_view
+    from recomart.serving.batch_view import BatchView
+
+    rng = np.random.default_rng(6)
+    keys = rng.choice(5_000, 300, replace=False)
+    per = rng.integers(1, 15, len(keys))
+    similar = Lists.from_columns(np.repeat(keys, per), rng.integers(0, 10**6, per.sum()),
+                                 rng.random(per.sum()).astype(np.float32),
+                                 np.concatenate([rng.permutation(k) + 1 for k in per]))
+    view = BatchView("m", 1, "p", 0.0, "s", Lists.empty(), similar, Lists.empty())
+    monkeypatch.setattr(batch_view, "SIMILAR_MEMO_MAX", 50)  # the bound is reached and cleared
+    probes = [int(k) for k in keys] + [int(k) + 1 for k in keys[:50]] + [-1, 1 << 70]
+    for _ in range(3):  # first asked, then remembered (or asked again after a clear)
+        for key in rng.permutation(probes):
+            for n in (1, 10, 100):
+                assert view.similar_items(int(key), n) == similar.get_items(int(key), n)
+    assert 0 < len(view._similar_memo) <= 50
+
+
 @pytest.fixture
 def store_url(tmp_path):
     from recomart.serving.online_store import EmbeddedRedis

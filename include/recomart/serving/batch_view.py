@@ -124,6 +124,10 @@ class Lists:
         return self.keys.nbytes + self.offsets.nbytes + self.items.nbytes + self.scores.nbytes
 
 
+_MISSING = object()
+SIMILAR_MEMO_MAX = 200_000  # (product, n) lists per view and worker: ~30 MB at 10 items each
+
+
 @dataclass(frozen=True)
 class BatchView:
     model: str
@@ -140,8 +144,22 @@ class BatchView:
     def popular_ids(self) -> list[int]:
         return [p for p, _ in self.popular]
 
+    @cached_property
+    def _similar_memo(self) -> dict[tuple[int, int], list[int] | None]:
+        return {}
+
     def similar_items(self, product_id: int, n: int) -> list[int] | None:
-        return self.similar.get_items(product_id, n)
+        """``similar.get_items``, remembered per (product, n): every request with recent events
+        looks up a few anchors' lists, and popular products are everyone's anchors. The list is
+        shared between requests: callers only read it. Bounded (cleared when full)."""
+        memo = self._similar_memo
+        key = (product_id, n)
+        got = memo.get(key, _MISSING)
+        if got is _MISSING:
+            if len(memo) >= SIMILAR_MEMO_MAX:
+                memo.clear()
+            got = memo[key] = self.similar.get_items(product_id, n)
+        return got  # type: ignore[return-value]
 
     def knows_product(self, product_id: int) -> bool:
         return product_id in self.similar or product_id in self.audience

@@ -31,6 +31,10 @@ from recomart.serving.metrics import EXPOSURES
 log = logging.getLogger(__name__)
 
 EXPOSURE_LINGER_MS = 100
+# a served list's JSON repeats its field names 20 times: lz4 shrinks a lingered batch ~4x, and the
+# broker on the same cores spent ~6.5 us of CPU per uncompressed exposure vs ~0.7 us (librdkafka
+# compresses in its own thread; the landing consumer, librdkafka too, decompresses)
+EXPOSURE_COMPRESSION = "lz4"
 EVENT_LINGER_MS = 1
 
 
@@ -63,6 +67,7 @@ class KafkaOut:
 
             self.producer = Producer(config(EXPOSURE_LINGER_MS, queue_max,
                                             **{"delivery.report.only.error": True,
+                                               "compression.type": EXPOSURE_COMPRESSION,
                                                "on_delivery": self._undelivered}))
             self.events_producer = Producer(config(EVENT_LINGER_MS, 100_000))
             self._thread = threading.Thread(target=self._poll, name="kafka-out", daemon=True)

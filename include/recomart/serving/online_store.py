@@ -55,18 +55,29 @@ class RecentEvent(NamedTuple):
             return None
 
 
+_EVENT_TYPES = {t.encode(): t for t in EVENT_WEIGHTS}
+
+
 def unpack_events(raw: Sequence[bytes | str]) -> list[RecentEvent]:
     """Decode a list (newest first), dropping exact repeats: the worker lands at least once, so a
-    batch replayed after a crash pushes the same entries (same event id) again."""
-    seen: set[bytes | str] = set()
-    out = []
-    for r in raw:
-        if r in seen:
-            continue
-        seen.add(r)
-        e = RecentEvent.unpack(r)
-        if e is not None:
-            out.append(e)
+    batch replayed after a crash pushes the same entries (same event id) again.
+
+    Entries as bytes (what the reader gets) are split as bytes: only the event type becomes a
+    str, and a malformed entry (bad digits, too few fields, invalid UTF-8 in its type) is
+    skipped like ``RecentEvent.unpack`` skips it."""
+    out: list[RecentEvent] = []
+    append, types, make = out.append, _EVENT_TYPES, RecentEvent
+    for r in dict.fromkeys(raw):  # the first of exact repeats, in order
+        if type(r) is bytes:
+            try:
+                pid, etype, ms, _ = r.split(b"|", 3)
+                append(make(int(pid), types.get(etype) or etype.decode(), int(ms) / 1000))
+            except ValueError:
+                continue
+        else:
+            e = RecentEvent.unpack(r)
+            if e is not None:
+                append(e)
     return out
 
 

@@ -48,24 +48,71 @@ def _build(docs: Path, incremental: bool) -> dict[str, str]:
     return pages
 
 
-def test_pages_by_dataset_with_cached_templates_equal_one_fresh_build(tmp_path, monkeypatch):
+def _fresh_cache(monkeypatch, folder: Path):
+    """A template cache of this test's own (on disk in ``folder``); the process's is restored."""
+    from great_expectations.render.view.view import DefaultJinjaView
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    monkeypatch.setattr(DefaultJinjaView, "__init__", DefaultJinjaView.__init__)
+    monkeypatch.setattr(suites, "_TEMPLATES", None)
     suites._cache_templates()
     cache = suites._TEMPLATES
-    cache.clear()
     compiled: list[str] = []
-    original = cache.dump_bytecode
-    monkeypatch.setattr(cache, "dump_bytecode",
-                        lambda bucket: (compiled.append(bucket.key), original(bucket))[1])
+    dump = cache.dump_bytecode
+    monkeypatch.setattr(cache, "dump_bytecode", lambda bucket: (compiled.append(bucket.key),
+                                                                dump(bucket))[1])
+    return cache, compiled
+
+
+def test_pages_by_dataset_with_cached_templates_equal_one_fresh_build(tmp_path, monkeypatch):
+    cache, compiled = _fresh_cache(monkeypatch, tmp_path / "cache")
+    assert suites.template_cache_dir() == tmp_path / "cache" / "recomart" / "gx-templates"
     fresh = _build(tmp_path / "fresh", incremental=False)  # compiles every template it uses
     assert compiled, "the first build compiled no template: the cache is not in use"
+    on_disk = list(suites.template_cache_dir().iterdir())
+    assert len(on_disk) == len(set(compiled))
     compiled.clear()
     fast = _build(tmp_path / "fast", incremental=True)
-    assert compiled == []  # every template came from the cache
-    assert sorted(fast) == sorted(fresh)
+    assert compiled == []  # every template came from the cache (memory)
+    cache.code.clear()  # as a new process would start: only the files are left
+    again = _build(tmp_path / "again", incremental=True)
+    assert compiled == []  # ... and every template came from the files
+    assert sorted(fast) == sorted(fresh) == sorted(again)
     assert len([p for p in fresh if p.startswith("validations/")]) == 2 * len(NAMES)
     for page, html in fresh.items():
-        assert fast[page] == html, page
+        assert fast[page] == html and again[page] == html, page
     # the index links every result, though it was written after the other pages
     for name in NAMES:
         for part in ("sample", "volume"):
             assert f"recomart-{name}.{part}.html" in fast["index.html"]
+
+
+def test_an_unwritable_cache_folder_leaves_the_cache_in_memory(tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("a file where the folder should be")
+    _, compiled = _fresh_cache(monkeypatch, tmp_path / "cache")
+    first = _build(tmp_path / "first", incremental=False)
+    assert compiled
+    compiled.clear()
+    assert _build(tmp_path / "second", incremental=True) == first and compiled == []
+
+
+def test_lines_tell_whether_the_next_message_has_arrived():
+    import os
+
+    from recomart.validation.suite_worker import _Lines
+
+    read, write = os.pipe()
+    lines = _Lines(read)
+    it = iter(lines)
+    assert not lines.pending()
+    os.write(write, b'{"op": "a"}\n{"op": "b"}\n{"op"')
+    assert lines.pending()
+    assert next(it) == b'{"op": "a"}'
+    assert lines.pending()  # the second line is already in the buffer
+    assert next(it) == b'{"op": "b"}'
+    assert not lines.pending()  # only half a line so far
+    os.write(write, b': "c"}\n')
+    assert lines.pending() and next(it) == b'{"op": "c"}'
+    os.close(write)
+    assert list(it) == []  # EOF ends the messages
+    os.close(read)

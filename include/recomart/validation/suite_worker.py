@@ -271,6 +271,29 @@ def _json_default(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
+class _Lines:
+    """The parent's messages, one per line, read from a file descriptor without Python's buffer,
+    so that ``pending`` can tell whether the next one has already arrived."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf = fd, b""
+
+    def pending(self) -> bool:
+        import select
+
+        return b"\n" in self.buf or bool(select.select([self.fd], [], [], 0)[0])
+
+    def __iter__(self):
+        while True:
+            while b"\n" not in self.buf:
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:  # EOF (a last line without its newline is not a whole message)
+                    return
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            yield line
+
+
 def child_main(work: Path) -> int:
     """Import GX (while the parent still parses), then serve the parent's messages. The result
     holds the checks and the seconds each step took since the child started (for the log)."""
@@ -287,7 +310,8 @@ def child_main(work: Path) -> int:
     steps = {"imported": time.perf_counter() - t0}
     run: SuiteRun | None = None
     checks: dict[str, list[dict]] = {}
-    for line in sys.stdin.buffer:
+    lines = _Lines(sys.stdin.fileno())
+    for line in lines:
         msg = json.loads(line)
         if msg["op"] == "begin":
             run = SuiteRun({n: frozenset(c) for n, c in msg["nullables"].items()}, msg["previous_rows"],
@@ -300,7 +324,9 @@ def child_main(work: Path) -> int:
             steps[f"{msg['name']} received"] = time.perf_counter() - t0
             checks[msg["name"]] = run.add(msg["name"], *gx_frames(read_input(msg)))
             steps[msg["name"]] = time.perf_counter() - t0
-            if msg["name"] != last:  # while the parent validates the next dataset
+            if msg["name"] != last and not lines.pending():
+                # idle (the parent still validates the next dataset): write this one's pages now;
+                # when a message is already waiting, they are left for the end
                 run.render_added()
                 steps[f"{msg['name']} docs"] = time.perf_counter() - t0
         elif msg["op"] == "finish":

@@ -71,32 +71,60 @@ def prefetch_gx() -> threading.Thread:
 _TEMPLATES: Any = None  # the process's compiled Data Docs templates (see _cache_templates)
 
 
+def template_cache_dir() -> Path:
+    """Where compiled Data Docs templates persist between runs (a per-user cache, like pip's)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "recomart" / "gx-templates"
+
+
 def _cache_templates() -> None:
-    """Give every GX jinja view one in-memory jinja2 bytecode cache for the life of the process.
+    """Give every GX jinja view one jinja2 bytecode cache: in memory for the process, on disk
+    (``template_cache_dir``) between runs.
 
     GX makes a new jinja Environment for every docs build, and each compiled its ~50 templates
-    again: 0.35 s of a 0.46 s build here (cProfile). Jinja checks an entry's source checksum
-    before it uses it, so a changed template is compiled again."""
+    again: 0.35 s of a 0.46 s build here (cProfile), on the validation's critical path. Jinja
+    checks an entry's source checksum and Python's bytecode version before it uses it, so a
+    changed template or interpreter compiles again; the files are written atomically. Where the
+    folder cannot be written, the cache is the process's memory only."""
     global _TEMPLATES
     if _TEMPLATES is not None:
         return
     import jinja2
     from great_expectations.render.view.view import DefaultJinjaView
 
-    class TemplateCache(jinja2.BytecodeCache):
+    folder: Path | None = template_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+    except OSError:
+        folder = None
+
+    class TemplateCache(jinja2.FileSystemBytecodeCache):
         def __init__(self) -> None:
+            super().__init__(str(folder) if folder else None)
             self.code: dict[str, bytes] = {}
 
         def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
             code = self.code.get(bucket.key)
             if code is not None:
                 bucket.bytecode_from_string(code)
+            elif folder is not None:
+                super().load_bytecode(bucket)
+                if bucket.code is not None:
+                    self.code[bucket.key] = bucket.bytecode_to_string()
 
         def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
             self.code[bucket.key] = bucket.bytecode_to_string()
+            if folder is not None:
+                try:
+                    super().dump_bytecode(bucket)
+                except OSError as exc:  # a full or read-only disk costs a compile, not the docs
+                    log.debug("template cache %s not written: %s", folder, exc)
 
         def clear(self) -> None:
+            """Forget every entry, in memory and on disk."""
             self.code.clear()
+            if folder is not None:
+                super().clear()
 
     cache = TemplateCache()
     init = DefaultJinjaView.__init__

@@ -28,6 +28,8 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["RECOMART_RETRY_DELAY_SECONDS"] = "1"
+# the per-user cache (compiled Data Docs templates): the tests' own, empty at every session start
+os.environ["RECOMART_CACHE_DIR"] = str(_AIRFLOW_HOME / "cache")
 # Lineage: the OpenLineage provider reads its transport once per process, before Airflow loads.
 (_AIRFLOW_HOME / "openlineage").mkdir()
 os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({

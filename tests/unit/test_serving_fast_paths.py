@@ -284,8 +284,11 @@ def test_remembered_similar_items_equal_the_lookup(monkeypatch):
     for _ in range(3):  # first asked, then remembered (or asked again after a clear)
         for key in rng.permutation(probes):
             for n in (1, 10, 100):
-                assert view.similar_items(int(key), n) == similar.get_items(int(key), n)
+                got, want = view.similar_items(int(key), n), similar.get_items(int(key), n)
+                assert (got is None and want is None) or list(got) == want
+                assert got is None or type(got) is tuple  # shared between requests: immutable
     assert 0 < len(view._similar_memo) <= 50
+    assert all(v is not None for v in view._similar_memo.values())  # unknown ids not kept
 
 
 @pytest.fixture
@@ -336,6 +339,11 @@ def test_online_reads_packed_equal_the_pipeline_and_the_sync_store(store_url):
                         await read(bad)
             with pytest.raises(Exception, match="WRONGTYPE"):
                 await reader.recent_user("wrongtype")
+            # in a micro-batch of concurrent reads, the wrong-type key fails its own read only
+            mixed = await asyncio.gather(*[reader.recent_user(u) for u in (1, "wrongtype", 2, 3)],
+                                         return_exceptions=True)
+            assert "WRONGTYPE" in str(mixed[1])
+            assert [mixed[0], *mixed[2:]] == [batched[1], batched[2], batched[3]]
             # ... and the connection stays in step: the next batch reads its own replies
             conn = reader._conn
             assert await reader.read_packed(reads) == by_packed and reader._conn is conn
@@ -455,9 +463,20 @@ def test_the_starlette_hot_route_answers_like_the_fastapi_route(lake, store_url)
             for m in REGISTRY.collect() if m.name == "recomart_http_request_duration_seconds"
             for s in m.samples if s.name.endswith("_count")})
 
-    got, timed = {}, {}
+    from recomart.serving.app import _HOT_PATH
+
+    got, timed, hot_calls = {}, {}, [0]
     for fast in (True, False):
-        with TestClient(create_app(settings, fast_route=fast)) as client:
+        app = create_app(settings, fast_route=fast)
+        if fast:  # count what the bare ASGI handler answers
+            inner = app.hot
+
+            async def counted(*args, inner=inner):
+                hot_calls[0] += 1
+                await inner(*args)
+
+            app.hot = counted
+        with TestClient(app) as client:
             counts0 = latency_counts()
             before = answers(client)  # nothing published: 503s (and the 4xx of bad input)
             publish_synthetic(lake, users=40, products=30, n=10, version=1)
@@ -470,6 +489,10 @@ def test_the_starlette_hot_route_answers_like_the_fastapi_route(lake, store_url)
             timed[fast] = {k: v for k, v in timed[fast].items() if k[0] != "/readyz"}
             (lake.root / "serving" / "latest.json").unlink()
     assert got[True] == got[False]
+    # the shortcut took every plain GET of the route (and nothing else), before and after
+    # (a trailing slash is redirected to the route by Starlette and the client follows it)
+    plain = [p for p in paths if _HOT_PATH.fullmatch(p.split("?")[0].rstrip("/"))]
+    assert len(plain) >= 10 and hot_calls[0] == 2 * len(plain)
     # every request is timed under the same route name and status on both paths
     assert timed[True] == timed[False]
     served = sum(1 for m, _, status, *_ in got[True][1] if m.startswith("GET") and status == 200)
@@ -480,6 +503,40 @@ def test_the_starlette_hot_route_answers_like_the_fastapi_route(lake, store_url)
     assert any(s == 503 for _, _, s, *_ in before)
     fresh = [b["fresh_events"] for m, _, s, b, *_ in after if m == "GET" and s == 200]
     assert max(fresh) > 0  # the online store's events reached the merge on both paths
+
+
+def test_an_unexpected_error_on_the_hot_route_answers_like_the_fastapi_route(
+        lake, store_url, monkeypatch, caplog):
+    from fastapi.testclient import TestClient
+
+    from recomart.config import Settings
+    from recomart.serving import app as serving_app
+    from recomart.serving.app import LimitsAndMetrics, create_app
+    from recomart.serving.synthetic import publish_synthetic
+
+    publish_synthetic(lake, users=10, products=20, n=5, version=1)
+    settings = Settings(lake_root=lake.root, online_store_url=store_url)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the merge")
+
+    answers = {}
+    for fast in (True, False):
+        app = create_app(settings, fast_route=fast)
+        # the bare ASGI path does what LimitsAndMetrics and the exception handlers do: a new
+        # middleware must be added there too (this list says which ones it covers)
+        assert [m.cls for m in app.user_middleware] == [LimitsAndMetrics]
+        with TestClient(app, raise_server_exceptions=False) as client:
+            monkeypatch.setattr(serving_app.blend, "merge_rows", broken)
+            caplog.clear()
+            r = client.get("/v1/users/3/recommendations")
+            monkeypatch.undo()
+            answers[fast] = (r.status_code, r.json(), r.headers["content-type"])
+            logged = [rec for rec in caplog.records if rec.exc_info
+                      and "a bug in the merge" in str(rec.exc_info[1])]
+            assert logged, "the 500 was not logged with its traceback"
+    assert answers[True] == answers[False] == (
+        500, {"error": "internal error (logged on the server)"}, "application/json")
 
 
 def _reference_from_columns(keys, items, scores, ranks):

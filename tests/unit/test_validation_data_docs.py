@@ -52,7 +52,7 @@ def _fresh_cache(monkeypatch, folder: Path):
     """A template cache of this test's own (on disk in ``folder``); the process's is restored."""
     from great_expectations.render.view.view import DefaultJinjaView
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    monkeypatch.setenv("RECOMART_CACHE_DIR", str(folder))
     monkeypatch.setattr(DefaultJinjaView, "__init__", DefaultJinjaView.__init__)
     monkeypatch.setattr(suites, "_TEMPLATES", None)
     suites._cache_templates()
@@ -66,7 +66,10 @@ def _fresh_cache(monkeypatch, folder: Path):
 
 def test_pages_by_dataset_with_cached_templates_equal_one_fresh_build(tmp_path, monkeypatch):
     cache, compiled = _fresh_cache(monkeypatch, tmp_path / "cache")
-    assert suites.template_cache_dir() == tmp_path / "cache" / "recomart" / "gx-templates"
+    folder = suites.template_cache_dir()
+    assert folder.parent == tmp_path / "cache" / "gx-templates"
+    assert folder.name.startswith("jinja2-") and "-gx-" in folder.name  # one per version pair
+    assert cache.files is not None and folder.stat().st_mode & 0o777 == 0o700
     fresh = _build(tmp_path / "fresh", incremental=False)  # compiles every template it uses
     assert compiled, "the first build compiled no template: the cache is not in use"
     on_disk = list(suites.template_cache_dir().iterdir())
@@ -89,11 +92,21 @@ def test_pages_by_dataset_with_cached_templates_equal_one_fresh_build(tmp_path, 
 
 def test_an_unwritable_cache_folder_leaves_the_cache_in_memory(tmp_path, monkeypatch):
     (tmp_path / "cache").write_text("a file where the folder should be")
-    _, compiled = _fresh_cache(monkeypatch, tmp_path / "cache")
+    cache, compiled = _fresh_cache(monkeypatch, tmp_path / "cache")
+    assert cache.files is None
     first = _build(tmp_path / "first", incremental=False)
     assert compiled
     compiled.clear()
     assert _build(tmp_path / "second", incremental=True) == first and compiled == []
+
+
+def test_a_cache_folder_others_can_write_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECOMART_CACHE_DIR", str(tmp_path / "cache"))
+    folder = suites.template_cache_dir()
+    folder.mkdir(parents=True)
+    folder.chmod(0o777)  # someone else could plant compiled code here
+    cache, _ = _fresh_cache(monkeypatch, tmp_path / "cache")
+    assert cache.files is None
 
 
 def test_lines_tell_whether_the_next_message_has_arrived():

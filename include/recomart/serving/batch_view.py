@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -124,8 +124,7 @@ class Lists:
         return self.keys.nbytes + self.offsets.nbytes + self.items.nbytes + self.scores.nbytes
 
 
-_MISSING = object()
-SIMILAR_MEMO_MAX = 200_000  # (product, n) lists per view and worker: ~30 MB at 10 items each
+SIMILAR_MEMO_MAX = 50_000  # (product, n) lists per view and worker: ~30 MB at 10 items each
 
 
 @dataclass(frozen=True)
@@ -145,21 +144,25 @@ class BatchView:
         return [p for p, _ in self.popular]
 
     @cached_property
-    def _similar_memo(self) -> dict[tuple[int, int], list[int] | None]:
+    def _similar_memo(self) -> dict[tuple[int, int], tuple[int, ...]]:
         return {}
 
-    def similar_items(self, product_id: int, n: int) -> list[int] | None:
-        """``similar.get_items``, remembered per (product, n): every request with recent events
-        looks up a few anchors' lists, and popular products are everyone's anchors. The list is
-        shared between requests: callers only read it. Bounded (cleared when full)."""
+    def similar_items(self, product_id: int, n: int) -> Sequence[int] | None:
+        """``similar.get_items``, remembered per (product, n) as a tuple: every request with
+        recent events looks up a few anchors' lists, and popular products are everyone's anchors.
+        Tuples of ints: shared safely between requests, and the garbage collector stops tracking
+        them (the memo fills after the worker froze its start-up heap). Unknown products are not
+        remembered (any id can be asked for). Bounded: cleared when full."""
         memo = self._similar_memo
-        key = (product_id, n)
-        got = memo.get(key, _MISSING)
-        if got is _MISSING:
+        got = memo.get((product_id, n))
+        if got is None:
+            items = self.similar.get_items(product_id, n)
+            if items is None:
+                return None
             if len(memo) >= SIMILAR_MEMO_MAX:
                 memo.clear()
-            got = memo[key] = self.similar.get_items(product_id, n)
-        return got  # type: ignore[return-value]
+            got = memo[(product_id, n)] = tuple(items)
+        return got
 
     def knows_product(self, product_id: int) -> bool:
         return product_id in self.similar or product_id in self.audience

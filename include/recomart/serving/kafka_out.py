@@ -81,7 +81,9 @@ class KafkaOut:
         if self.producer is None:
             return 0
         queued = self.queued
-        return queued - self.failed - len(self.producer)
+        # len() is librdkafka's out-queue: messages, and also requests and events (e.g. the
+        # connection errors of an unreachable broker) waiting to be served: never below 0
+        return max(0, queued - self.failed - len(self.producer))
 
     def _poll(self) -> None:
         sent = EXPOSURES.labels("sent")

@@ -238,10 +238,17 @@ class AsyncOnlineReader:
     async def read_packed(self, reads: Sequence[tuple[str, int]]) -> list[list[bytes]]:
         """``LRANGE key 0 stop`` for every ``(key, stop)``: one write, one reply per read. Every
         reply is read before an error reply is raised, so the connection stays in step."""
+        results = await self._read_each(reads)
+        error = next((r for r in results if isinstance(r, Exception)), None)
+        if error is not None:  # the batch fails as a whole, like a pipeline's execute
+            raise error
+        return results
+
+    async def _read_each(self, reads: Sequence[tuple[str, int]]) -> list[Any]:
+        """``read_packed``'s replies, an error reply (e.g. WRONGTYPE) in its read's place."""
         command = b"".join([pack_command(b"LRANGE", k.encode(), b"0", b"%d" % stop)
                             for k, stop in reads])
         results: list[Any] = []
-        error: Exception | None = None
         for attempt in (1, 2):
             conn = self._conn
             if conn is None:
@@ -249,13 +256,12 @@ class AsyncOnlineReader:
             try:
                 await conn.send_packed_command(command, check_health=False)
                 read = conn.read_response
-                results, error = [], None
+                results = []
                 for _ in reads:
                     try:
                         results.append(await read())
                     except self._response_error as exc:  # e.g. WRONGTYPE: the rest still comes
-                        error = error or exc
-                        results.append(None)
+                        results.append(exc)
                 break
             except self._connection_error:
                 # closed by the server since the last batch (idle timeout, CLIENT KILL, restart):
@@ -269,8 +275,6 @@ class AsyncOnlineReader:
                 # next batch's answer; the next batch connects again (redis-py does on send)
                 await conn.disconnect(nowait=True)
                 raise
-        if error is not None:  # the batch fails as a whole, like a pipeline's execute
-            raise error
         return results
 
     async def read_pipeline(self, reads: Sequence[tuple[str, int]]) -> list[list[bytes]]:
@@ -282,15 +286,18 @@ class AsyncOnlineReader:
 
     async def _run(self, batch: list[tuple[str, int, asyncio.Future]]) -> None:
         try:
-            results = await self.read_packed([(key, stop) for key, stop, _ in batch])
+            results = await self._read_each([(key, stop) for key, stop, _ in batch])
         except Exception as exc:  # every waiting request sees the failure (and falls back)
             for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
-        else:
+        else:  # an error reply fails its own read only
             for (_, _, fut), res in zip(batch, results, strict=True):
                 if not fut.done():
-                    fut.set_result(res)
+                    if isinstance(res, Exception):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
         finally:
             self._flush()  # what queued meanwhile goes out now, as the next pipeline
 

@@ -317,7 +317,7 @@ def child_main(work: Path) -> int:
             run = SuiteRun({n: frozenset(c) for n, c in msg["nullables"].items()}, msg["previous_rows"],
                            pd.Timestamp(msg["ds_end"]), Path(msg["docs_dir"]))
             steps["context"] = time.perf_counter() - t0
-            last = list(msg["nullables"])[-1]  # the datasets come in this order
+            last = next(reversed(msg["nullables"]), None)  # the datasets come in this order
         elif run is None:
             raise SuiteWorkerError(f"{msg['op']!r} before 'begin'")
         elif msg["op"] == "dataset":

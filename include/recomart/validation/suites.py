@@ -72,59 +72,73 @@ _TEMPLATES: Any = None  # the process's compiled Data Docs templates (see _cache
 
 
 def template_cache_dir() -> Path:
-    """Where compiled Data Docs templates persist between runs (a per-user cache, like pip's)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "recomart" / "gx-templates"
+    """Where compiled Data Docs templates persist between runs: a per-user cache (like pip's;
+    ``RECOMART_CACHE_DIR`` moves it), one folder per jinja2 and GX version (code one compiler
+    wrote is never run by another)."""
+    import great_expectations
+    import jinja2
+
+    base = os.environ.get("RECOMART_CACHE_DIR") or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recomart")
+    return (Path(base) / "gx-templates"
+            / f"jinja2-{jinja2.__version__}-gx-{great_expectations.__version__}")
+
+
+def _private_folder(folder: Path) -> bool:
+    """``folder`` exists (made if need be), is ours and only ours: its files are loaded as code."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o077
 
 
 def _cache_templates() -> None:
-    """Give every GX jinja view one jinja2 bytecode cache: in memory for the process, on disk
+    """Give every GX jinja view one jinja2 bytecode cache: in memory for the process, and on disk
     (``template_cache_dir``) between runs.
 
     GX makes a new jinja Environment for every docs build, and each compiled its ~50 templates
     again: 0.35 s of a 0.46 s build here (cProfile), on the validation's critical path. Jinja
-    checks an entry's source checksum and Python's bytecode version before it uses it, so a
-    changed template or interpreter compiles again; the files are written atomically. Where the
-    folder cannot be written, the cache is the process's memory only."""
+    checks an entry's source checksum and Python's bytecode version before it uses it; the files
+    are written atomically. Where the folder cannot be made, or is not private to this user, the
+    cache is the process's memory only."""
     global _TEMPLATES
     if _TEMPLATES is not None:
         return
     import jinja2
     from great_expectations.render.view.view import DefaultJinjaView
 
-    folder: Path | None = template_cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-    except OSError:
-        folder = None
+    folder = template_cache_dir()
+    files = jinja2.FileSystemBytecodeCache(str(folder)) if _private_folder(folder) else None
 
-    class TemplateCache(jinja2.FileSystemBytecodeCache):
+    class TemplateCache(jinja2.BytecodeCache):
         def __init__(self) -> None:
-            super().__init__(str(folder) if folder else None)
             self.code: dict[str, bytes] = {}
+            self.files = files
 
         def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
             code = self.code.get(bucket.key)
             if code is not None:
                 bucket.bytecode_from_string(code)
-            elif folder is not None:
-                super().load_bytecode(bucket)
+            elif self.files is not None:
+                self.files.load_bytecode(bucket)
                 if bucket.code is not None:
                     self.code[bucket.key] = bucket.bytecode_to_string()
 
         def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
             self.code[bucket.key] = bucket.bytecode_to_string()
-            if folder is not None:
+            if self.files is not None:
                 try:
-                    super().dump_bytecode(bucket)
+                    self.files.dump_bytecode(bucket)
                 except OSError as exc:  # a full or read-only disk costs a compile, not the docs
                     log.debug("template cache %s not written: %s", folder, exc)
 
         def clear(self) -> None:
             """Forget every entry, in memory and on disk."""
             self.code.clear()
-            if folder is not None:
-                super().clear()
+            if self.files is not None:
+                self.files.clear()
 
     cache = TemplateCache()
     init = DefaultJinjaView.__init__
@@ -269,7 +283,8 @@ class SuiteRun:
         keys = self._unrendered()
         if keys or not self._rendered:  # (none stored at all: None renders every page, i.e. none)
             self.ctx.build_data_docs(site_names=["recomart"], resource_identifiers=keys or None)
-        else:  # every page written: the index alone (an empty list would mean "every page")
+        else:  # every page written: the index, and one page again (an empty list would mean
+            # "every page")
             self.ctx.build_data_docs(site_names=["recomart"], resource_identifiers=self._rendered[:1])
         self._rendered += keys
         return self.docs_dir / "index.html"

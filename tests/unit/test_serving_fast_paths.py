@@ -231,13 +231,19 @@ def test_lists_lookups_equal_the_numpy_lookup(ids):
 
 
 def _reference_unpack_events(raw):
-    """``unpack_events`` as first written: a set of seen entries, ``RecentEvent.unpack`` each."""
+    """``unpack_events`` as first written: a set of seen entries, each decoded to text first,
+    then split."""
     seen, out = set(), []
     for r in raw:
         if r in seen:
             continue
         seen.add(r)
-        e = RecentEvent.unpack(r)
+        text = r.decode() if isinstance(r, bytes) else r
+        try:
+            pid, etype, ms, _ = text.split("|", 3)
+            e = RecentEvent(int(pid), etype, int(ms) / 1000)
+        except ValueError:
+            e = None
         if e is not None:
             out.append(e)
     return out

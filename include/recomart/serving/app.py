@@ -186,6 +186,7 @@ async def _send_json(send: Any, status: int, body: dict) -> None:
 
 
 HOT_ROUTE = "/v1/users/{user_id}/recommendations"
+INTERNAL_ERROR = "internal error (logged on the server)"  # a 500's whole answer: no stack trace
 _HOT_PATH = re.compile(r"/v1/users/([^/]+)/recommendations")  # Starlette's ``{user_id}`` match
 
 
@@ -204,7 +205,7 @@ def _hot_asgi(body: Any) -> Any:
             status, answer = exc.status_code, {"error": str(exc.detail)}
         except Exception:
             log.exception("unhandled error on %s", scope["path"])
-            status, answer = 500, {"error": "internal error (logged on the server)"}
+            status, answer = 500, {"error": INTERNAL_ERROR}
         try:
             await _send_json(send, status, answer)
         finally:
@@ -447,7 +448,7 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None,
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSON:
         log.exception("unhandled error on %s", request.url.path)
-        return _error(500, "internal error (logged on the server)")
+        return _error(500, INTERNAL_ERROR)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -482,7 +483,7 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None,
         data, ctype = metrics.render()
         return Response(data, media_type=ctype)
 
-    @app.get("/v1/users/{user_id}/recommendations", tags=["recommendations"],
+    @app.get(HOT_ROUTE, tags=["recommendations"],
              responses={200: {"model": RecsResponse}}, openapi_extra={"parameters": [
                  {"name": "user_id", "in": "path", "required": True,
                   "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}},
@@ -528,7 +529,7 @@ def create_app(settings: Settings | None = None, lake: Lake | None = None,
         # dependency machinery (an exit stack, solve_dependencies and its throw-away Response:
         # ~60-100 us a request here) and without matching the routes listed before it. The
         # FastAPI route above stays for the OpenAPI docs (and serves when fast_route is off).
-        hot = Route("/v1/users/{user_id}/recommendations", user_recommendations, methods=["GET"])
+        hot = Route(HOT_ROUTE, user_recommendations, methods=["GET"])
         hot.methods = {"GET"}  # like the FastAPI route (Starlette would add HEAD)
         app.router.routes.insert(0, hot)
         # ... and, one step further out, answered before Starlette's middleware stack (see

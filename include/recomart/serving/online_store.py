@@ -32,6 +32,7 @@ from recomart.processes import stop_group
 log = logging.getLogger(__name__)
 
 EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+_EVENT_TYPES = {t.encode(): t for t in EVENT_WEIGHTS}  # the stored types, as their str objects
 
 
 class OnlineStoreError(TransientError):
@@ -47,38 +48,26 @@ class RecentEvent(NamedTuple):
 
     @staticmethod
     def unpack(raw: bytes | str) -> RecentEvent | None:
-        text = raw.decode() if isinstance(raw, bytes) else raw
+        """One ``"<product_id>|<event_type>|<epoch ms>|<event_id>"`` entry; None if malformed.
+        Bytes (what the readers get) are split as bytes: only the event type becomes a str, so
+        invalid UTF-8 elsewhere in an entry costs nothing and in its type skips the entry."""
         try:
-            pid, etype, ms, _ = text.split("|", 3)
+            if type(raw) is bytes:
+                pid, btype, ms, _ = raw.split(b"|", 3)
+                etype = _EVENT_TYPES.get(btype) or btype.decode()
+            else:
+                pid, etype, ms, _ = raw.split("|", 3)  # type: ignore[union-attr]
             return RecentEvent(int(pid), etype, int(ms) / 1000)
-        except ValueError:
+        except ValueError:  # UnicodeDecodeError included
             return None
-
-
-_EVENT_TYPES = {t.encode(): t for t in EVENT_WEIGHTS}
 
 
 def unpack_events(raw: Sequence[bytes | str]) -> list[RecentEvent]:
     """Decode a list (newest first), dropping exact repeats: the worker lands at least once, so a
-    batch replayed after a crash pushes the same entries (same event id) again.
-
-    Entries as bytes (what the reader gets) are split as bytes: only the event type becomes a
-    str, and a malformed entry (bad digits, too few fields, invalid UTF-8 in its type) is
-    skipped like ``RecentEvent.unpack`` skips it."""
-    out: list[RecentEvent] = []
-    append, types, make = out.append, _EVENT_TYPES, RecentEvent
-    for r in dict.fromkeys(raw):  # the first of exact repeats, in order
-        if type(r) is bytes:
-            try:
-                pid, etype, ms, _ = r.split(b"|", 3)
-                append(make(int(pid), types.get(etype) or etype.decode(), int(ms) / 1000))
-            except ValueError:
-                continue
-        else:
-            e = RecentEvent.unpack(r)
-            if e is not None:
-                append(e)
-    return out
+    batch replayed after a crash pushes the same entries (same event id) again. Malformed entries
+    are skipped."""
+    unpack = RecentEvent.unpack
+    return [e for e in map(unpack, dict.fromkeys(raw)) if e is not None]  # first of repeats kept
 
 
 class OnlineStore:

@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -279,8 +280,6 @@ class _Lines:
         self.fd, self.buf = fd, b""
 
     def pending(self) -> bool:
-        import select
-
         return b"\n" in self.buf or bool(select.select([self.fd], [], [], 0)[0])
 
     def __iter__(self):

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.copytree(base / "lake", run / "lake")
     os.environ["RECOMART_LAKE_ROOT"] = str(run / "lake")
     os.environ.pop("RECOMART_MLFLOW_TRACKING_URI", None)
+    from recomart.config import reset_settings
+
+    reset_settings()  # ``prepare`` cached the base lake's settings: train on the copy
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("recomart").setLevel(logging.INFO)
 
@@ -91,6 +94,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = timed("load_training_data", lambda: training.load_training_data(lake, DS))
     trained = timed("train_and_evaluate", lambda: training.train_and_evaluate(lake, DS, data))
+    if trained["reused_run"]:
+        raise SystemExit(f"train_and_evaluate reused MLflow run {trained['run_id']}: nothing was "
+                         f"trained, so there is nothing to measure (delete {work} and re-run)")
     decision = timed("register_and_promote",
                      lambda: training.register_and_promote(lake, DS, trained))
     timed("publish", lambda: training.publish(lake, DS, data, decision))

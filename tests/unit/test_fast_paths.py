@@ -246,6 +246,11 @@ def small_hybrid():
     return HybridRecommender(FAST_HYBRID).fit(events, products)
 
 
+def _scipy_similarity(content, left, item_ids) -> np.ndarray:
+    """The former ``ContentModel.similarity``: scipy's sparse product, then densified."""
+    return np.asarray((left @ content.vectors(item_ids).T).todense(), dtype=np.float32)
+
+
 def _audience_reference(model, product_ids, n: int = 100, batch_size: int = 256) -> pd.DataFrame:
     """The former ``HybridRecommender.audience``: float64 scores filled with -inf per batch."""
     from recomart.models.base import _top_n, batches
@@ -265,7 +270,7 @@ def _audience_reference(model, product_ids, n: int = 100, batch_size: int = 256)
         if ok.any():
             score[ok] = np.asarray(x_ease @ ease.weights_[:, pos[ok]]).T
         if (~ok).any():
-            sim = model.content_.similarity(model.sources_.profiles_, pids[~ok]).T
+            sim = _scipy_similarity(model.content_, model.sources_.profiles_, pids[~ok]).T
             score[~ok] = np.where(sim > 0, sim, -np.inf)
         known = np.flatnonzero(col >= 0)
         if len(known):
@@ -306,6 +311,8 @@ def _candidates_reference(src, user_ids, k, repeat=False):
     sources = SOURCES if repeat_cols else tuple(s for s in SOURCES if s not in REPEAT_SOURCES)
     sc = src.scores(rows, buy_again=repeat_cols)
     sc["ease"] = src.ease_.score(rows).astype(np.float32)  # the float64 path, cast
+    sc["content"] = np.asarray((src.profiles_[rows] @ src.item_vectors_).todense(),
+                               dtype=np.float32)  # scipy's sparse product
     seen_r, seen_c = src.im_.matrix[rows].nonzero()
     mask = np.zeros((len(rows), src.im_.matrix.shape[1]), dtype=bool)
     ranks = {}
@@ -338,6 +345,8 @@ def _candidates_reference(src, user_ids, k, repeat=False):
 @pytest.mark.parametrize(("k", "repeat"), [
     ({"ease": 10, "svd": 5, "cooc": 8, "content": 5, "pop": 5}, False),
     ({"ease": 10, "svd": 0, "cooc": 8, "content": 5, "pop": 5, "buy_again": 6}, True),
+    # buy-again proposes seen items without repeat mode: the other scores must stay unmasked
+    ({"ease": 10, "svd": 5, "cooc": 8, "content": 5, "pop": 5, "buy_again": 6}, False),
     (7, False),
 ])
 def test_candidates_equal_the_rank_array_reference(small_hybrid, k, repeat):
@@ -491,3 +500,56 @@ def test_ranker_search_on_a_user_sample_then_one_fit_on_every_user():
     yy = (y >= y.max()).astype(np.float32) if params.pop("labels", "graded") == "binary" else y
     ref = XGBRanker(random_state=2, n_jobs=1, **params).fit(x, yy, qid=users, verbose=False)
     np.testing.assert_array_equal(sampled.predict(x), ref.predict(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_dense_product_is_scipys_product_densified_bit_for_bit(dtype, threads):
+    import scipy.sparse as sp
+
+    from recomart.models.sparse_products import dense_product
+
+    rng = np.random.default_rng(5)
+    a = sp.random(300, 80, density=0.2, format="csr", random_state=rng, dtype=dtype)
+    b = sp.random(80, 500, density=0.1, format="csr", random_state=rng, dtype=dtype)
+    a.data[a.indptr[7]:a.indptr[8]] = 0  # an empty row
+    a.eliminate_zeros()
+    # unsorted column indices within rows (user profiles are built that way)
+    shuffled = sp.csr_matrix(a)
+    for i in range(shuffled.shape[0]):
+        lo, hi = shuffled.indptr[i], shuffled.indptr[i + 1]
+        order = rng.permutation(hi - lo) + lo
+        shuffled.indices[lo:hi] = shuffled.indices[order]
+        shuffled.data[lo:hi] = shuffled.data[order]
+    shuffled.has_sorted_indices = False
+    for left in (a, shuffled):
+        ref = (left @ b).toarray()
+        got = dense_product(left, b, threads=threads)
+        assert got.dtype == ref.dtype and got.flags.c_contiguous
+        assert got.tobytes() == ref.tobytes()
+    mixed = dense_product(a.astype(np.float32), b.astype(np.float64), threads=threads)
+    assert mixed.dtype == np.float64
+    assert not dense_product(sp.csr_matrix((4, 80), dtype=dtype), b).any()
+    with pytest.raises(ValueError, match="do not align"):
+        dense_product(b, a)
+
+
+def test_content_similarity_equals_scipys_product(small_hybrid):
+    content, profiles = small_hybrid.content_, small_hybrid.sources_.profiles_
+    items = np.arange(45)
+    np.testing.assert_array_equal(content.similarity(profiles, items),
+                                  _scipy_similarity(content, profiles, items))
+
+
+def test_ranker_search_with_plain_eval_matrices_equals_the_binned_ones():
+    """Plain ``DMatrix`` evaluation sets (cheap to score each round) give exactly the search
+    that XGBoost's default ``QuantileDMatrix`` ones give: same early stopping, same model."""
+    from recomart.models.ranker import RANKER_GRID, Ranker
+
+    x, y, users = _ranker_data(n_users=150)
+    base = {"n_estimators": 40, "early_stopping_rounds": 5}
+    plain = Ranker(base, seed=3, grid=RANKER_GRID, plain_eval=True).fit(x, y, users)
+    binned = Ranker(base, seed=3, grid=RANKER_GRID, plain_eval=False).fit(x, y, users)
+    assert plain.search_ == binned.search_
+    assert any(r.get("n_estimators", 0) < 40 for r in plain.search_)  # early stopping acted
+    np.testing.assert_array_equal(plain.predict(x), binned.predict(x))

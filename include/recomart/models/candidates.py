@@ -22,6 +22,7 @@ from recomart.models.base import batches, top_n
 from recomart.models.baselines import EASERecommender
 from recomart.models.content import ContentModel
 from recomart.models.data import InteractionMatrix, to_pairs
+from recomart.models.sparse_products import dense_product
 from recomart.models.svd import SVDRecommender
 
 log = logging.getLogger(__name__)
@@ -240,8 +241,8 @@ class CandidateSources:
             "ease": self.ease_.score(rows, dtype=np.float32),
             "svd": self.svd_.score(rows).astype(np.float32),
             "cooc": np.asarray((x @ self.cooc_).todense(), dtype=np.float32),
-            "content": np.asarray((self.profiles_[rows] @ self.item_vectors_).todense(),
-                                  dtype=np.float32),
+            "content": dense_product(self.profiles_[rows], self.item_vectors_).astype(
+                np.float32, copy=False),
             "pop": np.broadcast_to(np.log1p(self.popularity_).astype(np.float32),
                                    (len(rows), x.shape[1])),
         }
@@ -268,6 +269,9 @@ class CandidateSources:
         # large catalogs: fewer users per batch, so the dense per-source scores fit in memory
         batch_size = min(batch_size, max(16, CANDIDATE_CELLS // max(
             self.im_.matrix.shape[1] * (len(SOURCES) + 2), 1)))
+        # a source is masked in place (its scores are fresh arrays) unless an unmasked source
+        # may propose seen items: their other scores are read back below and must stay intact
+        in_place = not repeat and not any(ks.get(s, 0) > 0 for s in sources if s in REPEAT_SOURCES)
         frames = []
         for sl in batches(len(rows_all), batch_size):
             rows = rows_all[sl]
@@ -282,7 +286,9 @@ class CandidateSources:
                 kk = ks.get(src, 0)
                 if kk <= 0:
                     continue
-                s = np.array(sc[src], dtype=np.float32)
+                s = sc[src]
+                if not (in_place and s.flags.writeable and s.dtype == np.float32):
+                    s = np.array(s, dtype=np.float32)
                 if src not in REPEAT_SOURCES and not repeat:
                     s[seen_r, seen_c] = -np.inf
                 idx, top = top_n(s, kk)

@@ -553,3 +553,20 @@ def test_ranker_search_with_plain_eval_matrices_equals_the_binned_ones():
     assert plain.search_ == binned.search_
     assert any(r.get("n_estimators", 0) < 40 for r in plain.search_)  # early stopping acted
     np.testing.assert_array_equal(plain.predict(x), binned.predict(x))
+
+
+def test_ranker_on_rows_already_grouped_by_user_equals_the_shuffled_input():
+    """Rows grouped by user (the hybrid's candidates) skip the reordering copy; the same users'
+    rows in another user order train the same model."""
+    from recomart.models.ranker import RANKER_GRID, Ranker
+
+    x, y, users = _ranker_data(n_users=100)
+    # whole users moved (each user's rows keep their order: the stable sort restores it)
+    blocks = np.random.default_rng(4).permutation(np.unique(users))
+    shuffle = np.concatenate([np.flatnonzero(users == u) for u in blocks])
+    x_shuffled = x.iloc[shuffle].set_axis(np.arange(len(users))[::-1])  # and an unusual index
+    base = {"n_estimators": 20, "early_stopping_rounds": 5}
+    grouped = Ranker(base, seed=5, grid=RANKER_GRID).fit(x, y, users)
+    shuffled = Ranker(base, seed=5, grid=RANKER_GRID).fit(x_shuffled, y[shuffle], users[shuffle])
+    assert grouped.search_ == shuffled.search_
+    np.testing.assert_array_equal(grouped.predict(x), shuffled.predict(x))

@@ -110,7 +110,13 @@ class Ranker:
         from xgboost import XGBRanker
 
         order = np.argsort(users, kind="stable")
-        x, y, q = features.iloc[order].reset_index(drop=True), np.asarray(labels)[order], users[order]
+        if np.array_equal(order, np.arange(len(order))):  # grouped already (the hybrid's rows)
+            plain = features.index.equals(pd.RangeIndex(len(features)))
+            x = features if plain else features.reset_index(drop=True)  # read only below
+            y, q = np.asarray(labels), np.asarray(users)
+        else:
+            x, y, q = (features.iloc[order].reset_index(drop=True), np.asarray(labels)[order],
+                       users[order])
         relevant = y >= y.max()
         # The search (variants, early stopping, fallbacks) runs on at most ``search_users`` users
         # drawn with the seed; the winner is then fitted once on every user's rows.

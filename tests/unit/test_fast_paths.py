@@ -503,8 +503,7 @@ def test_ranker_search_on_a_user_sample_then_one_fit_on_every_user():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("threads", [1, 3])
-def test_dense_product_is_scipys_product_densified_bit_for_bit(dtype, threads):
+def test_dense_product_is_scipys_product_densified_bit_for_bit(dtype):
     import scipy.sparse as sp
 
     from recomart.models.sparse_products import dense_product
@@ -524,10 +523,10 @@ def test_dense_product_is_scipys_product_densified_bit_for_bit(dtype, threads):
     shuffled.has_sorted_indices = False
     for left in (a, shuffled):
         ref = (left @ b).toarray()
-        got = dense_product(left, b, threads=threads)
+        got = dense_product(left, b)
         assert got.dtype == ref.dtype and got.flags.c_contiguous
         assert got.tobytes() == ref.tobytes()
-    mixed = dense_product(a.astype(np.float32), b.astype(np.float64), threads=threads)
+    mixed = dense_product(a.astype(np.float32), b.astype(np.float64))
     assert mixed.dtype == np.float64
     assert not dense_product(sp.csr_matrix((4, 80), dtype=dtype), b).any()
     with pytest.raises(ValueError, match="do not align"):

@@ -60,14 +60,11 @@ class ContentModel:
         norms = np.sqrt(np.asarray(prof.multiply(prof).sum(axis=1)).ravel())
         return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ prof)
 
-    def similarity(self, left: sp.csr_matrix, item_ids: np.ndarray,
-                   threads: int | None = None) -> np.ndarray:
-        """Dense cosine similarity of row vectors in ``left`` to the given items (``threads=1``
-        inside work already spread over the worker threads)."""
+    def similarity(self, left: sp.csr_matrix, item_ids: np.ndarray) -> np.ndarray:
+        """Dense cosine similarity of row vectors in ``left`` to the given items."""
         from recomart.models.sparse_products import dense_product
 
-        return dense_product(left, self.vectors(item_ids).T, threads=threads).astype(
-            np.float32, copy=False)
+        return dense_product(left, self.vectors(item_ids).T).astype(np.float32, copy=False)
 
     def similar_items(self, product_ids: np.ndarray, n: int = 10,
                       among: np.ndarray | None = None) -> pd.DataFrame:

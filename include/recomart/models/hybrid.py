@@ -294,8 +294,7 @@ class HybridRecommender(Recommender):
         # float32 like the content vectors and co-occurrence weights, summed in place; the item
         # itself is knocked out by its one cell, and scores <= 0 are dropped after the selection
         # (they rank below every positive score, so the kept neighbours are the same)
-        scores = self.content_.similarity(self.content_.vectors(product_ids), self.item_ids,
-                                          threads=1)
+        scores = self.content_.similarity(self.content_.vectors(product_ids), self.item_ids)
         scores *= np.float32(self.params["similar_content_weight"])
         rows = self.im_.item_index(product_ids)
         known = np.flatnonzero(rows >= 0)
@@ -333,7 +332,7 @@ class HybridRecommender(Recommender):
             if ok.any():
                 score[ok] = np.asarray(x_ease @ ease.weights_[:, pos[ok]]).T
             if (~ok).any():
-                sim = self.content_.similarity(self.sources_.profiles_, pids[~ok], threads=1).T
+                sim = self.content_.similarity(self.sources_.profiles_, pids[~ok]).T
                 score[~ok] = np.where(sim > 0, sim, -np.inf)
             known = np.flatnonzero(col >= 0)
             if len(known):

@@ -61,6 +61,54 @@ def test_threaded_top_n_equals_the_single_threaded_selection(monkeypatch):
     np.testing.assert_array_equal(got[1], expected[1])
 
 
+def _top_n_argpartition(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The former selection: argpartition of the negated scores, then a stable sort of the part
+    (which tied columns it keeps depends on how introselect split the row)."""
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def _top_n_stable_sort(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    return order, np.take_along_axis(scores, order, axis=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 30, 60, 499, 500])
+def test_compiled_top_n_is_the_stable_sort_of_the_negated_row(dtype, n):
+    from recomart.models.selection import top_n_rows
+
+    rng = np.random.default_rng(n)
+    scores = np.round(rng.standard_normal((41, 500)), 1).astype(dtype)  # many ties
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    scores[rng.random(scores.shape) < 0.05] = np.nan
+    scores[3] = 0.0  # a row of ties only
+    scores[4, :] = -np.inf
+    scores[4, 17] = 2.0  # one finite score
+    scores[5] = np.arange(500)  # ascending: every column replaces the heap's worst
+    got_c, got_v = top_n_rows(scores, n)
+    want_c, want_v = _top_n_stable_sort(scores, n)
+    np.testing.assert_array_equal(got_c, want_c)
+    np.testing.assert_array_equal(got_v, want_v)
+    assert got_v.dtype == scores.dtype and got_c.dtype == np.int64
+
+
+def test_compiled_top_n_equals_the_former_argpartition_without_ties():
+    from recomart.models import base
+
+    rng = np.random.default_rng(11)
+    scores = rng.standard_normal((300, 2000))
+    scores[rng.random(scores.shape) < 0.3] = -np.inf  # seen items; fewer than n finite below
+    scores[7, 5:] = -np.inf
+    for n in (20, 100):
+        got, want = base._top_n(scores, n), _top_n_argpartition(scores, n)
+        finite = np.isfinite(want[1])  # the -inf tail is a tie too: its columns may differ
+        np.testing.assert_array_equal(got[0][finite], want[0][finite])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
 # ---- fits reused by content digest ----------------------------------------------------------
 def _events(n_users: int = 60, n_items: int = 30, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)

@@ -52,8 +52,9 @@ def map_blocks(fn: Callable[[Any], T], blocks: Sequence[Any], threads: int | Non
 
 
 def top_n(scores: np.ndarray, n: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and scores of the n best finite scores per row (best first); ``threads=1``
-    inside work that is already spread over the worker threads."""
+    """Column indices and scores of the n best scores per row (best first, ties to the lower
+    column, ``-inf`` and NaN last: callers keep the finite ones); ``threads=1`` inside work that
+    is already spread over the worker threads."""
     n = min(n, scores.shape[1])
     if n <= 0:
         return np.empty((scores.shape[0], 0), int), np.empty((scores.shape[0], 0))
@@ -69,10 +70,9 @@ def top_n(scores: np.ndarray, n: int, threads: int | None = None) -> tuple[np.nd
 
 
 def _top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+    from recomart.models.selection import top_n_rows
+
+    return top_n_rows(scores, n)
 
 
 def batches(n: int, size: int) -> Iterator[slice]:

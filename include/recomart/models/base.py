@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recomart.models.data import InteractionMatrix, to_pairs
+from recomart.models.selection import top_n_rows as _top_n  # the per-row selection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,12 +68,6 @@ def top_n(scores: np.ndarray, n: int, threads: int | None = None) -> tuple[np.nd
             done = list(pool.map(lambda rows: _top_n(scores[rows[0]:rows[-1] + 1], n), parts))
         return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
     return _top_n(scores, n)
-
-
-def _top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    from recomart.models.selection import top_n_rows
-
-    return top_n_rows(scores, n)
 
 
 def batches(n: int, size: int) -> Iterator[slice]:

@@ -82,7 +82,8 @@ def _kernel():
 
 
 def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices (int64) and scores (the input's type) of each row's n best, best first;
+    """Column indices (int64) and scores (float32 stays float32, anything else float64) of each
+    row's n best, best first;
     ``0 < n <= scores.shape[1]``. The same as the first n of ``np.argsort(-scores, axis=1,
     kind="stable")``."""
     scores = np.ascontiguousarray(scores)

@@ -1,7 +1,8 @@
 """The demo's experiment act: a short A/B test through the real loop.
 
 After the batch and training runs, a second training run (content-only candidates, no tuning:
-a deliberately different hybrid) registers v2 as ``@challenger``. An experiment splits users
+a deliberately different hybrid) registers v2 as ``@challenger``; that run has gated promotion
+on, so the champion cannot move before the experiment has been read. An experiment splits users
 50/50 between ``@champion`` and ``@challenger``; the serving API (with the broker, the online
 store and the Faust worker) serves each user its arm's published lists and logs every exposure
 to Kafka; simulated shoppers whose true preferences are the generator's latent affinities click
@@ -35,15 +36,25 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str, proc: subprocess.
 
 
 def make_challenger(ds: str, env: dict[str, str], step: Callable[[str], None]) -> int:
-    """Train a second, different hybrid for ``ds`` and give it ``@challenger`` (the champion
-    stays: the content-only model does not beat it offline)."""
+    """Train a second, different hybrid for ``ds`` and give it ``@challenger``.
+
+    The run has gated promotion on (``RECOMART_EXPERIMENT_GATED_PROMOTION``): on a small shop the
+    content-only model can beat the champion offline, and an ungated run would then make it the
+    champion, leaving the experiment nothing to compare. Gated, an offline win only earns
+    ``@challenger``; ``@champion`` and ``serving/latest.json`` stay until the experiment decides.
+    """
     from recomart import registry
     from recomart.airflow_env import run_dag
     from recomart.orchestration import TRAINING_DAG_ID
 
     step(f"training a challenger (content-only hybrid) through {TRAINING_DAG_ID}")
-    run_dag(TRAINING_DAG_ID, ds, env=env, conf={"force_model_params": CHALLENGER_PARAMS})
+    before = registry.version_for_alias(registry.HYBRID_MODEL, registry.CHAMPION)
+    run_dag(TRAINING_DAG_ID, ds, env={**env, "RECOMART_EXPERIMENT_GATED_PROMOTION": "true"},
+            conf={"force_model_params": CHALLENGER_PARAMS})
     champion = registry.version_for_alias(registry.HYBRID_MODEL, registry.CHAMPION)
+    if champion != before:  # gated promotion never moves an existing champion
+        raise ExperimentDemoError(f"the challenger run moved @champion from v{before} to "
+                                  f"v{champion}")
     versions = [v["version"] for v in registry.list_versions(registry.HYBRID_MODEL)]
     challenger = max(v for v in versions if v != champion)
     registry.set_alias(registry.HYBRID_MODEL, "challenger", challenger)

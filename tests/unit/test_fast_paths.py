@@ -617,3 +617,56 @@ def test_ranker_on_rows_already_grouped_by_user_equals_the_shuffled_input():
     shuffled = Ranker(base, seed=5, grid=RANKER_GRID).fit(x_shuffled, y[shuffle], users[shuffle])
     assert grouped.search_ == shuffled.search_
     np.testing.assert_array_equal(grouped.predict(x), shuffled.predict(x))
+
+
+def _without_timings(value):
+    """Metrics with every ``*_seconds`` entry dropped, recursively (they are wall times)."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if not str(k).endswith("seconds")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_svd_fitted_on_a_thread_beside_the_other_models_gives_the_sequential_results(monkeypatch):
+    """``evaluate_split`` fits the SVD baseline on a thread while the other models are fitted and
+    scored; every model's metrics (and the hybrid's training record) equal the one-after-another
+    run on the same split, and the SVD really was fitted off the main thread."""
+    import threading
+
+    from recomart.models import evaluate
+    from recomart.models.hybrid import DEFAULT_HYBRID_PARAMS
+    from recomart.models.memo import clear_fit_memos
+    from recomart.models.protocols import explore_split
+
+    params = {**DEFAULT_HYBRID_PARAMS, **FAST_HYBRID}
+    events = _events(80, 40, seed=4)
+    events["event_type"] = "rating"
+    products = pd.DataFrame({"product_id": np.arange(40),
+                             "title": [f"item {i % 7} word{i % 5}" for i in range(40)],
+                             "category": [["A", "B", "C"][i % 3] for i in range(40)]})
+    split = explore_split(events)
+    fitted_on: dict[str, str] = {}
+    real_fit_model = evaluate.fit_model
+
+    def recording_fit_model(name, *args, **kwargs):
+        fitted_on[name] = threading.current_thread().name
+        return real_fit_model(name, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "fit_model", recording_fit_model)
+    runs = {}
+    for label, background in (("sequential", ()), ("background", ("svd",))):
+        clear_fit_memos()  # each run fits for real
+        fitted_on.clear()
+        runs[label] = evaluate.evaluate_split(split, evaluate.PROTOCOL_MODELS, params,
+                                              seed=3, products=products, background=background)
+        runs[f"{label} threads"] = dict(fitted_on)
+    clear_fit_memos()
+
+    assert list(runs["background"]) == list(evaluate.PROTOCOL_MODELS)
+    assert _without_timings(runs["background"]) == _without_timings(runs["sequential"])
+    assert runs["background"]["svd"]["ndcg@10"] >= 0 and "training" in runs["background"]["hybrid"]
+    main = threading.main_thread().name
+    assert runs["sequential threads"]["svd"] == main
+    assert runs["background threads"]["svd"].startswith("fit")
+    assert {runs["background threads"][m] for m in evaluate.PROTOCOL_MODELS if m != "svd"} == {main}

@@ -224,38 +224,75 @@ def score_model(model: Recommender, split) -> dict[str, Any]:
     return {**metrics, "eval_seconds": round(eval_s, 3)}
 
 
+#: Models whose fit is compiled code that releases the GIL (the SVD's SGD): ``evaluate_split``
+#: fits them on a thread while the others are fitted and scored, since their fits are
+#: deterministic and independent of the rest (same models, same metrics; only the wall time
+#: changes).
+BACKGROUND_FITS = ("svd",)
+
+
 def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed: int = 42,
                    products: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
                    user_features: pd.DataFrame | None = None,
                    item_features: pd.DataFrame | None = None,
-                   progress: Progress | None = None, features_at: Any = None
-                   ) -> dict[str, dict[str, Any]]:
+                   progress: Progress | None = None, features_at: Any = None,
+                   background: Sequence[str] = BACKGROUND_FITS) -> dict[str, dict[str, Any]]:
     """Fit every model on ``split.train`` and score it on the split: ``{model: metrics}``.
-    ``features_at`` (see ``HybridRecommender.fit``) keeps the hybrid's ranker point in time."""
+    ``features_at`` (see ``HybridRecommender.fit``) keeps the hybrid's ranker point in time.
+
+    The ``background`` models (with at least one other model to overlap) are fitted on a thread
+    from the start; each is scored at its place in ``models`` and the hybrid, which may reuse
+    their fits (``recomart.models.memo``), waits for them. ``background=()`` fits one model
+    after another."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from recomart.models.data import to_pairs
 
     say = progress or (lambda msg: log.info(msg))
-    relevance = split.info.get("relevance", "auto")
-    relevance = relevance if relevance in ("rating", "purchase", "any") else "auto"
+    relevance = relevance_of(split)
     out: dict[str, dict[str, Any]] = {}
-    pairs = None
-    for name in models:
-        say(f"{split.name}: fitting {name}")
+    names = list(models)
+    pairs = to_pairs(split.train) if any(n in PAIR_MODELS for n in names) else None
+
+    def fit(name: str) -> tuple[Recommender, float]:
         t0 = time.perf_counter()
-        if name in PAIR_MODELS:
-            # these fit on per-(user, item) pairs: aggregate the events once for all of them
-            pairs = to_pairs(split.train) if pairs is None else pairs
         model = fit_model(name, params, seed, pairs if name in PAIR_MODELS else split.train,
                           products, users,
                           user_features=user_features, item_features=item_features,
                           relevance=relevance, protocol=split.name, features_at=features_at)
-        fit_s = time.perf_counter() - t0
-        say(f"{split.name}: evaluating {name}")
-        out[name] = {**score_model(model, split), "fit_seconds": round(fit_s, 3)}
-        if name == "hybrid":
-            out[name]["training"] = model.training_info_
-        log.info("%s %s: %s", split.name, name, out[name])
+        return model, time.perf_counter() - t0
+
+    early = [n for n in names if n in background] if len(names) > 1 else []
+    pool = ThreadPoolExecutor(1, thread_name_prefix="fit") if early else None
+    pending: dict[str, Future[tuple[Recommender, float]]] = {}
+    try:
+        for name in early:
+            say(f"{split.name}: fitting {name} (on a thread, beside the other models)")
+            pending[name] = pool.submit(fit, name)  # type: ignore[union-attr]
+        for name in names:
+            if name == "hybrid":  # its sources may reuse a background fit: let it finish first
+                for fut in pending.values():
+                    fut.result()
+            if name in pending:
+                model, fit_s = pending.pop(name).result()
+            else:
+                say(f"{split.name}: fitting {name}")
+                model, fit_s = fit(name)
+            say(f"{split.name}: evaluating {name}")
+            out[name] = {**score_model(model, split), "fit_seconds": round(fit_s, 3)}
+            if name == "hybrid":
+                out[name]["training"] = model.training_info_
+            log.info("%s %s: %s", split.name, name, out[name])
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return out
+
+
+def relevance_of(split) -> Relevance:
+    """The relevance rule a protocol split was made with (``auto`` when it names none)."""
+    relevance = split.info.get("relevance", "auto")
+    return relevance if relevance in ("rating", "purchase", "any") else "auto"
 
 
 def evaluate_source(tables: dict[str, pd.DataFrame], *, protocols: Sequence[str] = ("explore",

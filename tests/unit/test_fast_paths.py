@@ -633,11 +633,13 @@ def test_svd_fitted_on_a_thread_beside_the_other_models_gives_the_sequential_res
     scored; every model's metrics (and the hybrid's training record) equal the one-after-another
     run on the same split, and the SVD really was fitted off the main thread."""
     import threading
+    import time
 
     from recomart.models import evaluate
     from recomart.models.hybrid import DEFAULT_HYBRID_PARAMS
     from recomart.models.memo import clear_fit_memos
     from recomart.models.protocols import explore_split
+    from recomart.models.svd import SVD_FITS
 
     params = {**DEFAULT_HYBRID_PARAMS, **FAST_HYBRID}
     events = _events(80, 40, seed=4)
@@ -649,9 +651,16 @@ def test_svd_fitted_on_a_thread_beside_the_other_models_gives_the_sequential_res
     fitted_on: dict[str, str] = {}
     real_fit_model = evaluate.fit_model
 
+    steps: list[tuple[str, str]] = []
+
     def recording_fit_model(name, *args, **kwargs):
         fitted_on[name] = threading.current_thread().name
-        return real_fit_model(name, *args, **kwargs)
+        steps.append((name, "start"))
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(1.0)  # a slow background fit, so a hybrid that does not wait overtakes it
+        model = real_fit_model(name, *args, **kwargs)
+        steps.append((name, "end"))
+        return model
 
     monkeypatch.setattr(evaluate, "fit_model", recording_fit_model)
     runs = {}
@@ -661,6 +670,9 @@ def test_svd_fitted_on_a_thread_beside_the_other_models_gives_the_sequential_res
         runs[label] = evaluate.evaluate_split(split, evaluate.PROTOCOL_MODELS, params,
                                               seed=3, products=products, background=background)
         runs[f"{label} threads"] = dict(fitted_on)
+        runs[f"{label} steps"] = list(steps)
+        steps.clear()
+        runs[f"{label} svd memo"] = (SVD_FITS.hits, SVD_FITS.misses)
     clear_fit_memos()
 
     assert list(runs["background"]) == list(evaluate.PROTOCOL_MODELS)
@@ -670,3 +682,8 @@ def test_svd_fitted_on_a_thread_beside_the_other_models_gives_the_sequential_res
     assert runs["sequential threads"]["svd"] == main
     assert runs["background threads"]["svd"].startswith("fit")
     assert {runs["background threads"][m] for m in evaluate.PROTOCOL_MODELS if m != "svd"} == {main}
+    # the hybrid waited for the background fit and reused it, as it reuses the sequential one
+    order = runs["background steps"]
+    assert order.index(("svd", "end")) < order.index(("hybrid", "start"))
+    assert runs["background svd memo"] == runs["sequential svd memo"]
+    assert runs["background svd memo"][0] >= 1

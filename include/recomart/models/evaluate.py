@@ -241,16 +241,17 @@ def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed
     ``features_at`` (see ``HybridRecommender.fit``) keeps the hybrid's ranker point in time.
 
     The ``background`` models (with at least one other model to overlap) are fitted on a thread
-    from the start; each is scored at its place in ``models`` and the hybrid, which may reuse
-    their fits (``recomart.models.memo``), waits for them. ``background=()`` fits one model
-    after another."""
+    from the start and scored once the other models (but the hybrid) are; the hybrid, which may
+    reuse their fits (``recomart.models.memo``), comes last. The result keeps the order of
+    ``models``. ``background=()`` fits one model after another. An error raised meanwhile is
+    raised once the running background fit ends (compiled code cannot be interrupted)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from recomart.models.data import to_pairs
 
     say = progress or (lambda msg: log.info(msg))
     relevance = relevance_of(split)
-    out: dict[str, dict[str, Any]] = {}
+    done: dict[str, dict[str, Any]] = {}
     names = list(models)
     pairs = to_pairs(split.train) if any(n in PAIR_MODELS for n in names) else None
 
@@ -265,28 +266,27 @@ def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed
     early = [n for n in names if n in background] if len(names) > 1 else []
     pool = ThreadPoolExecutor(1, thread_name_prefix="fit") if early else None
     pending: dict[str, Future[tuple[Recommender, float]]] = {}
+    rest = [n for n in names if n not in early]
+    order = [n for n in rest if n != "hybrid"] + early + [n for n in rest if n == "hybrid"]
     try:
         for name in early:
             say(f"{split.name}: fitting {name} (on a thread, beside the other models)")
             pending[name] = pool.submit(fit, name)  # type: ignore[union-attr]
-        for name in names:
-            if name == "hybrid":  # its sources may reuse a background fit: let it finish first
-                for fut in pending.values():
-                    fut.result()
+        for name in order:
             if name in pending:
                 model, fit_s = pending.pop(name).result()
             else:
                 say(f"{split.name}: fitting {name}")
                 model, fit_s = fit(name)
             say(f"{split.name}: evaluating {name}")
-            out[name] = {**score_model(model, split), "fit_seconds": round(fit_s, 3)}
+            done[name] = {**score_model(model, split), "fit_seconds": round(fit_s, 3)}
             if name == "hybrid":
-                out[name]["training"] = model.training_info_
-            log.info("%s %s: %s", split.name, name, out[name])
+                done[name]["training"] = model.training_info_
+            log.info("%s %s: %s", split.name, name, done[name])
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    return out
+    return {name: done[name] for name in names}
 
 
 def relevance_of(split) -> Relevance:

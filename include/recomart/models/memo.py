@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -44,18 +45,21 @@ class FitMemo:
         self._items: OrderedDict[str, Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()
 
     def get_or_fit(self, key: str, fit: Callable[[], T]) -> T:
-        if key in self._items:
-            self._items.move_to_end(key)
-            self.hits += 1
-            log.info("%s: reusing an identical earlier fit", self.name)
-            return self._items[key]
-        self.misses += 1
-        value = fit()
-        self._items[key] = value
-        while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
+        with self._lock:  # fits may run on threads (``evaluate.BACKGROUND_FITS``)
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                log.info("%s: reusing an identical earlier fit", self.name)
+                return self._items[key]
+            self.misses += 1
+        value = fit()  # outside the lock: two threads with one key may both fit (same result)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
         return value
 
     def __len__(self) -> int:
@@ -63,8 +67,9 @@ class FitMemo:
 
     def clear(self) -> None:
         """Forget every stored fit and reset the hit/miss counts."""
-        self._items.clear()
-        self.hits = self.misses = 0
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
 
 
 def clear_fit_memos() -> None:

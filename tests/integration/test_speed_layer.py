@@ -70,6 +70,21 @@ def broker(tmp_path):
         yield b
 
 
+def test_starting_a_running_broker_again_starts_no_second_one(tmp_path):
+    """``with EmbeddedBroker().start() as b`` calls ``start`` twice: one broker, stopped at the
+    end (before, the first Tansu process was orphaned and kept its port)."""
+    from recomart.processes import group_members
+    from recomart.streaming.broker import EmbeddedBroker
+
+    tansu_or_skip()
+    with EmbeddedBroker(embedded=True, topics={}, log_path=tmp_path / "tansu.log").start() as b:
+        proc = b.proc
+        assert proc is not None and b.start() is b and b.proc is proc
+        pgid = proc.pid
+        assert group_members(pgid)
+    assert b.proc is None and not group_members(pgid)
+
+
 class Worker:
     """One `faust worker` process in its own process group, run from ``cwd`` (never the repo)."""
 

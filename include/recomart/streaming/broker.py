@@ -134,6 +134,10 @@ class EmbeddedBroker:
         return self.proc is not None
 
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
+        """Start Tansu (or check the configured Kafka's topics); a no-op while it runs, so
+        ``with EmbeddedBroker().start() as b`` does not start (and leak) a second broker."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         if self._configured:
             log.info("using configured Kafka at %s (no embedded broker)", self._configured)
             create_topics(self.bootstrap, self.topics)

@@ -250,7 +250,8 @@ def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed
     from recomart.models.data import to_pairs
 
     say = progress or (lambda msg: log.info(msg))
-    relevance = relevance_of(split)
+    relevance = split.info.get("relevance", "auto")
+    relevance = relevance if relevance in ("rating", "purchase", "any") else "auto"
     done: dict[str, dict[str, Any]] = {}
     names = list(models)
     pairs = to_pairs(split.train) if any(n in PAIR_MODELS for n in names) else None
@@ -287,12 +288,6 @@ def evaluate_split(split, models: Sequence[str], params: dict[str, Any], *, seed
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     return {name: done[name] for name in names}
-
-
-def relevance_of(split) -> Relevance:
-    """The relevance rule a protocol split was made with (``auto`` when it names none)."""
-    relevance = split.info.get("relevance", "auto")
-    return relevance if relevance in ("rating", "purchase", "any") else "auto"
 
 
 def evaluate_source(tables: dict[str, pd.DataFrame], *, protocols: Sequence[str] = ("explore",

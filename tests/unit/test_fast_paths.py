@@ -648,30 +648,27 @@ def test_svd_fitted_on_a_thread_beside_the_other_models_gives_the_sequential_res
                              "title": [f"item {i % 7} word{i % 5}" for i in range(40)],
                              "category": [["A", "B", "C"][i % 3] for i in range(40)]})
     split = explore_split(events)
-    fitted_on: dict[str, str] = {}
     real_fit_model = evaluate.fit_model
-
-    steps: list[tuple[str, str]] = []
+    steps: list[tuple[str, str, str]] = []  # (model, "start" | "end", thread name)
 
     def recording_fit_model(name, *args, **kwargs):
-        fitted_on[name] = threading.current_thread().name
-        steps.append((name, "start"))
-        if threading.current_thread() is not threading.main_thread():
+        thread = threading.current_thread()
+        steps.append((name, "start", thread.name))
+        if thread is not threading.main_thread():
             time.sleep(1.0)  # a slow background fit, so a hybrid that does not wait overtakes it
         model = real_fit_model(name, *args, **kwargs)
-        steps.append((name, "end"))
+        steps.append((name, "end", thread.name))
         return model
 
     monkeypatch.setattr(evaluate, "fit_model", recording_fit_model)
     runs = {}
     for label, background in (("sequential", ()), ("background", ("svd",))):
         clear_fit_memos()  # each run fits for real
-        fitted_on.clear()
+        steps.clear()
         runs[label] = evaluate.evaluate_split(split, evaluate.PROTOCOL_MODELS, params,
                                               seed=3, products=products, background=background)
-        runs[f"{label} threads"] = dict(fitted_on)
-        runs[f"{label} steps"] = list(steps)
-        steps.clear()
+        runs[f"{label} threads"] = {m: t for m, step, t in steps if step == "start"}
+        runs[f"{label} steps"] = [(m, step) for m, step, _ in steps]
         runs[f"{label} svd memo"] = (SVD_FITS.hits, SVD_FITS.misses)
     clear_fit_memos()
 

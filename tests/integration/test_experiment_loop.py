@@ -21,10 +21,12 @@ def test_shoppers_through_the_serving_stack_are_read_out(lake, tmp_path):
 
     publish_synthetic(lake, users=USERS, products=PRODUCTS, n=10, version=1)
     publish_synthetic(lake, users=USERS, products=PRODUCTS, n=10, version=2, offset=5, point=False)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     exp = definitions.create(lake, {
-        "name": "loop", "attribution_window_hours": 1,
+        "name": "loop", "attribution_window_hours": 1, "started_at": today.isoformat(),
         "variants": [{"name": "control", "model": "models:/synthetic/1", "weight": 1},
-                     {"name": "treatment", "model": "models:/synthetic/2", "weight": 1}]})
+                     {"name": "treatment", "model": "models:/synthetic/2", "weight": 1}]},
+        now=datetime(2026, 1, 1, tzinfo=UTC))  # a fixed salt: the same split (and SRM test) each run
     shop = simulator.Shop.from_generator(USERS, PRODUCTS, 30, seed=3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECOMART_")}
     env.update({"RECOMART_LAKE_ROOT": str(lake.root), "RECOMART_EXPERIMENT_REFRESH_S": "1"})

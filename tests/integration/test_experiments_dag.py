@@ -6,7 +6,7 @@ PDF, logs it to MLflow and — with gated promotion on — moves @champion to th
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
@@ -52,7 +52,8 @@ def prepared(lake, tmp_path, airflow_db, monkeypatch):
         "secondary_metrics": ["conversion", "revenue_per_user"],
         "variants": [{"name": "control", "model": "models:/recomart_hybrid@champion", "weight": 1},
                      {"name": "treatment", "model": "models:/recomart_hybrid@challenger",
-                      "weight": 1}]})
+                      "weight": 1}]},
+        now=datetime(2024, 5, 2, tzinfo=UTC))  # a fixed salt, so the split and its interval are fixed
     shop = simulator.Shop.from_generator(USERS, PRODUCTS, DAYS, seed=SEED, end_date=end)
     sim = simulator.simulate_experiment(
         shop, exp, {"control": simulator.recommender_policy(top),

@@ -76,7 +76,7 @@ def test_model_reference_parts():
 def test_assignment_is_sticky_and_follows_the_weights(lake):
     w = spec()["variants"]
     w[0]["weight"], w[1]["weight"] = 80, 20
-    exp = definitions.create(lake, spec(variants=w))
+    exp = definitions.create(lake, spec(variants=w), now=START)  # a fixed salt: a fixed split
     first = [assignment.assign(exp, u) for u in range(20_000)]
     assert first == [assignment.assign(exp, u) for u in range(20_000)]  # pure and sticky
     counts = pd.Series([a.variant for a in first]).value_counts()

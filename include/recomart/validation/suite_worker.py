@@ -343,4 +343,11 @@ def child_main(work: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(Path(sys.argv[1])))
+    code = child_main(Path(sys.argv[1]))
+    # Everything is written (result.json last, atomically) and the logs are flushed below: skip
+    # the interpreter's teardown of GX's module graph, ~0.5 s that the validating process waited
+    # for on its critical path. An exception above still exits the normal way, with its traceback.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -91,3 +92,23 @@ def test_speed_events_merge_with_csv_and_cross_source_duplicates(lake, tmp_path)
     dup = quarantine[(quarantine["_source"] == "speed")]
     assert list(dup["reason"]) == [R.DUPLICATE_KEY] and list(dup["event_id"]) == ["e1"]
     assert click["rows_in"] == click["curated"] + click["quarantined"]
+
+
+def test_row_checks_leave_the_frame_as_it_was():
+    """Pandera validates in place (no copy of 2M rows); the key check reads the frame afterwards,
+    so the checks must not change it, whether rows fail or not."""
+    from recomart.validation.schemas import RunContext, row_failures
+
+    frame = pd.DataFrame({
+        "event_id": ["e1", "e2", "e3"], "user_id": pd.array([1, 2, 9], "Int64"),
+        "product_id": pd.array([1, None, 1], "Int64"), "event_type": ["view", "zap", "view"],
+        "session_id": ["s", "s", "s"],
+        "timestamp": pd.to_datetime(["2024-05-01", "2024-05-01", "2030-01-01"], utc=True),
+        "price": [1.0, -2.0, None], "request_id": [None, None, None]})
+    before = frame.copy()
+    ctx = RunContext(ds_end=pd.Timestamp("2024-05-02", tz="UTC"), user_ids=np.array([1, 2]),
+                     product_ids=np.array([1]))
+    reasons, failed, _ = row_failures(frame, "clickstream", ctx)
+    assert reasons[0] is None and reasons[1] is not None and reasons[2] is not None
+    assert failed
+    pd.testing.assert_frame_equal(frame, before)

@@ -173,7 +173,9 @@ def row_failures(frame: pd.DataFrame, name: str, ctx: RunContext
     schema = schema_for(name, ctx)
     reasons = np.full(len(frame), None, dtype=object)
     try:
-        schema.validate(frame, lazy=True)
+        # inplace: no copy of the frame first (~0.1 s on 2M rows); the models never coerce, so
+        # Pandera only reads it
+        schema.validate(frame, lazy=True, inplace=True)
         return reasons, [], check_names(schema)
     except pa.errors.SchemaErrors as exc:
         fc = exc.failure_cases

@@ -39,3 +39,14 @@ def run_dag(dag_id: str, logical_date: datetime | str, conf: dict | None = None)
     assert dagrun.state == "success" and not failed and not missing, \
         f"{dag_id}: tasks not successful {failed}, never created {sorted(missing)}"
     return dagrun
+
+
+def assert_no_second_run(runs: list[dict], run_id: str) -> None:
+    """The run we triggered for the date the schedule would run next is the only run of that
+    date: the scheduler created no duplicate. Only a later date may have a run of its own, when
+    midnight UTC passed while the test ran (the daily schedule then rightly starts the next day)."""
+    ours = next(r for r in runs if r["dag_run_id"] == run_id)
+    others = [r for r in runs if r["dag_run_id"] != run_id]
+    assert all(r["logical_date"][:10] > ours["logical_date"][:10] for r in others), (
+        f"runs besides {run_id} ({ours['logical_date']}): "
+        f"{[(r['dag_run_id'], r['logical_date']) for r in others]}")

@@ -177,11 +177,20 @@ def _assert_committed_is_durable(bootstrap: str, s, lake) -> None:
                         strict=True):
             have.setdefault(p, set()).add(o)
     need = sum(max(off, 0) for off in committed.values())
-    dead = _drain(bootstrap, s.dead_letter_topic, idle_s=2, cap_s=60, first_s=5)
-    for m in dead:
-        h = dict(m.headers() or [])
-        have.setdefault(int(h["source_partition"]), set()).add(int(h["source_offset"]))
     assert need > 0, f"nothing committed before the kill: {committed}"  # not vacuous
+    not_landed = {(p, o) for p, off in committed.items()
+                  for o in set(range(max(off, 0))) - have.get(p, set())}
+
+    def dead_letters(msgs) -> set[tuple[int, int]]:
+        heads = [dict(m.headers() or []) for m in msgs]
+        return {(int(h["source_partition"]), int(h["source_offset"])) for h in heads}
+
+    # read the dead-letter topic until it holds every committed offset not landed (a fixed wait
+    # for a first message raced the drain group's join, ~4 s on Tansu), or for at most 60 s
+    dead = _drain(bootstrap, s.dead_letter_topic, idle_s=2, cap_s=60,
+                  until=lambda msgs: not_landed <= dead_letters(msgs))
+    for p, o in dead_letters(dead):
+        have.setdefault(p, set()).add(o)
     for p, off in committed.items():
         missing = set(range(max(off, 0))) - have.get(p, set())
         assert not missing, (f"partition {p}: committed up to {off} but offsets "
@@ -211,7 +220,9 @@ def test_speed_layer_survives_sigkill(broker, any_lake, tmp_path):
     # os.environ already holds the AWS_* settings of an s3:// lake (the fixture sets them)
     env = dict(os.environ, RECOMART_KAFKA_BOOTSTRAP=broker.bootstrap,
                RECOMART_LAKE_ROOT=lake.uri(lake.root), RECOMART_STREAM_BATCH_MAX="5000",
-               RECOMART_STREAM_WINDOW_S="3600", RECOMART_STREAM_DECISION_INTERVAL_S="1")
+               # a week-long tumbling window: `/trending/` reads the window holding *now*, and
+               # an hour's window could close between the last events and the query
+               RECOMART_STREAM_WINDOW_S="604800", RECOMART_STREAM_DECISION_INTERVAL_S="1")
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     worker = Worker(env, tmp_path / "worker.log", port, workdir)

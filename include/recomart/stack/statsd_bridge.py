@@ -90,9 +90,11 @@ def serve(udp_port: int, http_port: int, host: str = "127.0.0.1") -> None:
     collector = StatsdCollector()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    start_http_server(http_port, addr=host, registry=registry)
+    # UDP first: a caller takes the HTTP endpoint answering as "ready", and a datagram sent
+    # before the socket is bound would be dropped without a trace
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((host, udp_port))
+    start_http_server(http_port, addr=host, registry=registry)
     while True:
         data, _ = sock.recvfrom(65535)
         collector.feed(data)

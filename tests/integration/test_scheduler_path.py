@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.airflow_helpers import assert_no_second_run
 
 from recomart.processes import stop_group
-from tests.airflow_helpers import assert_no_second_run
 
 pytestmark = pytest.mark.slow
 

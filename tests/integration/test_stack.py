@@ -31,8 +31,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.integration.test_speed_layer import tansu_or_skip
 from tests.airflow_helpers import assert_no_second_run
+from tests.integration.test_speed_layer import tansu_or_skip
 
 pytestmark = pytest.mark.slow
 

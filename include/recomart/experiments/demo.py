@@ -15,6 +15,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +139,15 @@ def experiment_demo(ds: str, env: dict[str, str], logs: Path, step: Callable[[st
     with serving_stack(env, logs) as (base, procs):
         drive = drive_and_land(lake, base, shop, NAME, procs, logs, step, visits=visits,
                                users=list(range(1, shop_users + 1)), seed=seed)
-    step(f"running DAG recomart_experiments for {ds} through Airflow")
-    run_dag("recomart_experiments", ds, env=env, conf={"experiments": [NAME]})
+    # The shoppers came now: their exposures carry today's date (UTC), whatever date the batch
+    # ran for (`--date` in the past, or midnight passed during the demo), and a readout counts
+    # exposures up to the end of its date only.
+    readout_ds = datetime.now(UTC).date().isoformat()
+    if readout_ds != ds:
+        step(f"the shoppers came on {readout_ds} (UTC), not on the batch's {ds}: the experiment "
+             f"is read out for {readout_ds}")
+    step(f"running DAG recomart_experiments for {readout_ds} through Airflow")
+    run_dag("recomart_experiments", readout_ds, env=env, conf={"experiments": [NAME]})
     return {"drive": drive, "readout": run.latest_readout(lake, NAME)}
 
 

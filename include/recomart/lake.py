@@ -266,10 +266,13 @@ class Lake:
         return int(path.stat().st_size)
 
     def change_token(self, path: LakePath) -> str:
-        """A value that changes whenever ``path`` is rewritten (mtime in ns locally, the ETag on an
-        object store); raises FileNotFoundError when it is absent. Cheap: one stat / HEAD."""
+        """A value that changes whenever ``path`` is rewritten (inode, mtime and size locally, the
+        ETag on an object store); raises FileNotFoundError when it is absent. Cheap: one stat /
+        HEAD. Lake writes replace the file (a new inode), so two rewrites within one tick of a
+        coarse file-system clock still differ; mtime alone would not."""
         if self.is_local:
-            return str(Path(path).stat().st_mtime_ns)
+            st = Path(path).stat()
+            return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
         info = self.fs.info(self._key(path), refresh=True)
         return str(info.get("ETag") or info.get("LastModified") or info.get("size"))
 

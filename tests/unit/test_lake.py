@@ -211,6 +211,19 @@ def test_build_tree_replaces_a_whole_folder(any_lake):
     assert lake.read_text(dest / "index.html") == "two"  # a failed build leaves the old folder
 
 
+def test_change_token_sees_a_rewrite_within_one_clock_tick(lake):
+    """A file system with a coarse clock can give two quick rewrites the same mtime; the token
+    still changes (the rewrite is a new file), even at the same size."""
+    import os
+
+    p = lake.write_bytes(lake.path("features", "online", "t.parquet"), b"11")
+    stamp = os.stat(p).st_mtime_ns
+    first = lake.change_token(p)
+    lake.write_bytes(p, b"22")
+    os.utime(p, ns=(stamp, stamp))  # what a coarse clock would have stamped
+    assert os.stat(p).st_mtime_ns == stamp and lake.change_token(p) != first
+
+
 def test_change_token_and_read_many(any_lake):
     lake = any_lake
     p = lake.write_bytes(lake.path("features", "online", "t.parquet"), b"1")

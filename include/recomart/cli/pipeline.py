@@ -113,6 +113,10 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
                       f"({champion['champion_metric']} = {champion['champion_value']:.4f})")
     if serving := result.get("serving"):
         console.print(_serving_table(serving))
+        events = ", ".join(f"{kind} {pid}" for pid, kind in serving["events"])
+        console.print(f"streamed through Kafka: {events}; visible in the API "
+                      f"{serving['seconds_to_fresh']}s after the broker acknowledged them. "
+                      "The API was stopped after this call.")
     if experiment := result.get("experiment"):
         from recomart.cli.experiments import print_readout
 
@@ -120,10 +124,6 @@ def demo(users: int = typer.Option(3000, help="Generated users"),
         console.print(f"simulated shoppers: {d['requests']:,} requests, {d['events_sent']:,} "
                       f"events through POST /v1/events; lists per variant {d['by_variant']}")
         print_readout(experiment["readout"])
-        events = ", ".join(f"{kind} {pid}" for pid, kind in serving["events"])
-        console.print(f"streamed through Kafka: {events}; visible in the API "
-                      f"{serving['seconds_to_fresh']}s after the broker acknowledged them. "
-                      "The API was stopped after this call.")
     console.print(f"[green]done in {time.monotonic() - started:.0f}s.[/] Next: `make ui` for the "
                   "Airflow UI, `.venv/bin/recomart mlflow-ui` for MLflow.")
 

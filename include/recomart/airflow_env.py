@@ -6,15 +6,42 @@ The library never imports Airflow; the CLI runs DAGs through Airflow itself by c
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from recomart.config import get_settings, project_root
 from recomart.errors import RecomartError
+
+#: sqlite3's busy timeout (s) for Airflow's SQLite metadata database, the embedded default. SQLite
+#: takes one writer at a time and sqlite3 waits 5 s by default: a pause or trigger from the UI or
+#: the REST API while the scheduler held the write lock failed with a 500 "database is locked".
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 30}
+SQLITE_CONNECT_ARGS_ENV = {
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS"}
+
+
+def sqlite_connect_args(env: Mapping[str, str]) -> dict[str, str]:
+    """``SQLITE_CONNECT_ARGS_ENV`` when the Airflow of ``env`` uses SQLite (its connection, from
+    the environment or ``airflow.cfg``, is unset or ``sqlite…``), else nothing: Postgres and
+    MySQL drivers refuse a ``timeout`` argument, and connect args the user set stay theirs."""
+    if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" in env:
+        return {}
+    conn = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    if conn is None and env.get("AIRFLOW_HOME"):
+        cfg = configparser.ConfigParser(interpolation=None)
+        with contextlib.suppress(OSError, configparser.Error):  # unreadable: Airflow's default
+            cfg.read(Path(env["AIRFLOW_HOME"]) / "airflow.cfg", encoding="utf-8")
+        if cfg.has_option("database", "sql_alchemy_connect_args"):
+            return {}
+        conn = cfg.get("database", "sql_alchemy_conn", fallback=None)
+    return dict(SQLITE_CONNECT_ARGS_ENV) if not conn or conn.startswith("sqlite") else {}
 
 
 class AirflowRunError(RecomartError):
@@ -50,6 +77,7 @@ def airflow_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.update(lineage_env(settings.lake_root, env))
     if extra:
         env.update(extra)
+    env.update(sqlite_connect_args(env))
     return env
 
 

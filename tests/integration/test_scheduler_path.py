@@ -24,13 +24,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.airflow_helpers import assert_no_second_run
 
+from recomart.airflow_env import SQLITE_CONNECT_ARGS_ENV
 from recomart.processes import stop_group
 
 pytestmark = pytest.mark.slow
@@ -154,6 +155,7 @@ def airflow_services(tmp_path):
         "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        **SQLITE_CONNECT_ARGS_ENV,  # as the project's own Airflow processes run on SQLite
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600",
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({
             "type": "file", "log_file_path": str(lake / "lineage" / "events" / "events.jsonl"),
@@ -202,6 +204,7 @@ def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_se
     subprocess.run([str(BIN / "recomart"), "generate", "--users", "150", "--products", "40",
                     "--days", "15", "--seed", "3", "--end-date", (day + timedelta(days=1)).isoformat(),
                     "--out", str(src)], check=True, capture_output=True, cwd=tmp_path)
+    triggered_at = datetime.now(UTC)
     run = api.call("POST", "/api/v2/dags/recomart_batch/dagRuns",
                    {"logical_date": logical, "conf": {}}, expect=(200,))
     run_id = run["dag_run_id"]
@@ -216,7 +219,7 @@ def test_batch_then_asset_triggered_training_under_the_real_scheduler(airflow_se
     api.call("PATCH", "/api/v2/dags/recomart_batch", {"is_paused": True})  # no run at the next midnight
     assert state == "success", json.dumps(_task_failures(home, api, "recomart_batch", run_id), indent=1)
     runs = api.call("GET", "/api/v2/dags/recomart_batch/dagRuns")["dag_runs"]
-    assert_no_second_run(runs, run_id)
+    assert_no_second_run(runs, run_id, triggered_at)
     tasks = {t["task_id"] for t in api.call("GET", "/api/v2/dags/recomart_batch/tasks")["tasks"]}
     tis = api.call("GET", f"/api/v2/dags/recomart_batch/dagRuns/{run_id}/taskInstances")["task_instances"]
     assert {ti["task_id"]: ti["state"] for ti in tis} == dict.fromkeys(tasks, "success")

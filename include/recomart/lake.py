@@ -269,7 +269,8 @@ class Lake:
         """A value that changes whenever ``path`` is rewritten (inode, mtime and size locally, the
         ETag on an object store); raises FileNotFoundError when it is absent. Cheap: one stat /
         HEAD. Lake writes replace the file (a new inode), so two rewrites within one tick of a
-        coarse file-system clock still differ; mtime alone would not."""
+        coarse file-system clock still differ; mtime alone would not. (Three same-size rewrites
+        within one tick could still reuse the first inode: readers poll far less often.)"""
         if self.is_local:
             st = Path(path).stat()
             return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"

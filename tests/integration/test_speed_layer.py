@@ -221,7 +221,8 @@ def test_speed_layer_survives_sigkill(broker, any_lake, tmp_path):
     env = dict(os.environ, RECOMART_KAFKA_BOOTSTRAP=broker.bootstrap,
                RECOMART_LAKE_ROOT=lake.uri(lake.root), RECOMART_STREAM_BATCH_MAX="5000",
                # a week-long tumbling window: `/trending/` reads the window holding *now*, and
-               # an hour's window could close between the last events and the query
+               # an hour's window could close between the last events and the query (a week's,
+               # aligned to the epoch, closes at Thursday 00:00 UTC only)
                RECOMART_STREAM_WINDOW_S="604800", RECOMART_STREAM_DECISION_INTERVAL_S="1")
     workdir = tmp_path / "cwd"
     workdir.mkdir()

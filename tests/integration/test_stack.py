@@ -28,6 +28,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,7 @@ def test_batch_on_celery_survives_a_worker_kill_and_triggers_training(stack):
     assert len(workers) == 2
     # the run the daily schedule would create next, triggered through the REST API instead
     logical_date = batch.get("next_dagrun_logical_date") or f"{DS}T00:00:00Z"
+    triggered_at = datetime.now(UTC)
     run = api.trigger("recomart_batch", logical_date)
     run_id = run["dag_run_id"]
     api.set_paused("recomart_training", False)
@@ -218,10 +220,11 @@ def test_batch_on_celery_survives_a_worker_kill_and_triggers_training(stack):
     assert workers.get(_group_of(retry["pid"])) == survivor
 
     final = api.wait_run("recomart_batch", run_id, timeout=600)
+    api.set_paused("recomart_batch", True)  # no run of the next day if midnight UTC passes now
     states = {t["task_id"]: t["state"] for t in api.task_instances("recomart_batch", run_id)}
     assert final["state"] == "success", states
     assert set(states.values()) == {"success"} and "build_features" in states
-    assert_no_second_run(api.dag_runs("recomart_batch"), run_id)
+    assert_no_second_run(api.dag_runs("recomart_batch"), run_id, triggered_at)
     tries = api.tries("recomart_batch", run_id, "validate")
     assert [t["try_number"] for t in tries] == [1, 2] and tries[-1]["state"] == "success"
 

@@ -112,3 +112,14 @@ def test_row_checks_leave_the_frame_as_it_was():
     assert reasons[0] is None and reasons[1] is not None and reasons[2] is not None
     assert failed
     pd.testing.assert_frame_equal(frame, before)
+    clean = frame.iloc[:1].copy()
+    reasons, failed, _ = row_failures(clean, "clickstream", ctx)  # every row passes
+    assert reasons.tolist() == [None] and not failed
+    pd.testing.assert_frame_equal(clean, before.iloc[:1])
+    # what in-place validation relies on, for every dataset: nothing may write to the frame
+    from recomart.validation.schemas import MODELS, schema_for
+
+    for name in MODELS:
+        schema = schema_for(name, ctx)
+        assert not (schema.coerce or schema.add_missing_columns or schema.drop_invalid_rows), name
+        assert not [c for c, col in schema.columns.items() if col.coerce or col.default is not None]

@@ -90,11 +90,7 @@ def test_intervals_cover_the_truth_at_about_their_level_across_splits(lake, shop
                 "treatment": simulator.recommender_policy(ease)}
     covered = {"welch": 0, "cuped": 0}
     for k in range(20):
-        exp = definitions.create(lake, {
-            "name": f"cover-{k}", "started_at": "2024-07-01T00:00:00+00:00",
-            "variants": [{"name": "control", "model": "models:/recomart_hybrid@champion", "weight": 1},
-                         {"name": "treatment", "model": "models:/recomart_hybrid@challenger",
-                          "weight": 1}]}, now=CREATED)
+        exp = _exp(lake, f"cover-{k}")
         sim = simulator.simulate_experiment(shop, exp, policies, users=1500, days=14, seed=1)
         primary = _readout(exp, sim)[0]["primary"][0]
         for method in covered:

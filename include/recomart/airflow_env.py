@@ -23,15 +23,15 @@ from recomart.errors import RecomartError
 #: takes one writer at a time and sqlite3 waits 5 s by default: a pause or trigger from the UI or
 #: the REST API while the scheduler held the write lock failed with a 500 "database is locked".
 SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 30}
-SQLITE_CONNECT_ARGS_ENV = {
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS"}
+_CONNECT_ARGS = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"
+SQLITE_CONNECT_ARGS_ENV = {_CONNECT_ARGS: f"{__name__}.SQLITE_CONNECT_ARGS"}
 
 
 def sqlite_connect_args(env: Mapping[str, str]) -> dict[str, str]:
     """``SQLITE_CONNECT_ARGS_ENV`` when the Airflow of ``env`` uses SQLite (its connection, from
     the environment or ``airflow.cfg``, is unset or ``sqlite…``), else nothing: Postgres and
     MySQL drivers refuse a ``timeout`` argument, and connect args the user set stay theirs."""
-    if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" in env:
+    if _CONNECT_ARGS in env:
         return {}
     conn = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
     if conn is None and env.get("AIRFLOW_HOME"):
